@@ -1,0 +1,157 @@
+"""Aggregate per-update scores into paper-style tables: tidy CSV, readable Markdown, booktabs LaTeX.
+
+Each cell is the mean over updates of a per-update score, with a 95% bootstrap interval, the number
+of updates it averages and the number of updates for which the attack was not applicable ("n/a").
+n/a updates are counted and shown, never averaged in and never dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labelleak.io import write_text
+from labelleak.metrics.bootstrap import mean_ci
+
+PRETTY = {
+    "resnet50": "ResNet50", "efficientnet_b0": "EfficientNetB0",
+    "rlg": "RLG", "yin": "Yin et al. (Eq. 5)",
+    "precision": "Prec", "recall": "Recall", "f1": "F1", "exact_match": "EM",
+}
+
+
+def pretty(name) -> str:
+    return PRETTY.get(str(name), str(name))
+
+
+def aggregate(scores: pd.DataFrame, by: list[str], metrics: tuple[str, ...], seed: int = 0) -> pd.DataFrame:
+    """One row per group x metric: mean, ci_low, ci_high over 'ok' updates; n_updates, n_na."""
+    rows = []
+    for keys, group in scores.groupby(by, sort=True, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        ok = group[group["status"] == "ok"]
+        for metric in metrics:
+            mean, lo, hi = mean_ci(ok[metric].to_numpy(dtype=float), seed=seed)
+            rows.append({**dict(zip(by, keys)), "metric": metric, "mean": mean, "ci_low": lo, "ci_high": hi,
+                         "n_updates": int(len(ok)), "n_na": int((group["status"] == "n/a").sum())})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How to lay out an aggregated table: row keys, one column block per ``block`` value."""
+
+    name: str
+    title: str
+    caption: str
+    rows: tuple[str, ...]  # e.g. ("method", "n")
+    block: str  # e.g. "model"
+    metrics: tuple[str, ...]
+    row_order: dict | None = None  # key -> ordered values
+    block_order: tuple | None = None
+
+
+def _fmt(x: float) -> str:
+    if np.isnan(x):
+        return "n/a"
+    s = f"{x:.3f}"
+    return "1" if s == "1.000" else ("0" if s == "0.000" else s.lstrip("0") if x < 1 else s)
+
+
+def _ordered(values, order):
+    values = list(dict.fromkeys(values))
+    if not order:
+        return sorted(values, key=lambda v: (str(type(v)), v))
+    return [v for v in order if v in values] + [v for v in values if v not in order]
+
+
+def _layout(agg: pd.DataFrame, spec: TableSpec):
+    blocks = _ordered(agg[spec.block], spec.block_order)
+    keyrows = agg[list(spec.rows)].drop_duplicates().itertuples(index=False, name=None)
+    keyrows = list(keyrows)
+    for i, key in reversed(list(enumerate(spec.rows))):
+        order = (spec.row_order or {}).get(key)
+        rank = {v: j for j, v in enumerate(_ordered([r[i] for r in keyrows], order))}
+        keyrows.sort(key=lambda r: rank[r[i]])
+    cell = agg.set_index([*spec.rows, spec.block, "metric"])
+    return blocks, keyrows, cell
+
+
+def to_markdown(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
+    blocks, keyrows, cell = _layout(agg, spec)
+    header = [pretty(k) if k != "n" else "N" for k in spec.rows]
+    for b in blocks:
+        header += [f"{pretty(b)} {pretty(m)}" for m in spec.metrics] + [f"{pretty(b)} n (n/a)"]
+    lines = [f"# {spec.title}", "", f"{spec.caption} Config hash `{config_hash}`.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in keyrows:
+        row = [pretty(v) for v in key]
+        for b in blocks:
+            counts = None
+            for m in spec.metrics:
+                idx = (*key, b, m)
+                if idx in cell.index:
+                    c = cell.loc[idx]
+                    row.append(_fmt(c["mean"]))
+                    counts = f"{int(c['n_updates'])} ({int(c['n_na'])})"
+                else:
+                    row.append("")
+            row.append(counts or "")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
+    blocks, keyrows, cell = _layout(agg, spec)
+    nrow, nm = len(spec.rows), len(spec.metrics)
+    cols = "l" * nrow + ("r" * nm + "r") * len(blocks)
+    top = " & " * nrow + " & ".join(rf"\multicolumn{{{nm + 1}}}{{c}}{{{pretty(b)}}}" for b in blocks) + r" \\"
+    rules = " ".join(rf"\cmidrule(lr){{{nrow + 1 + i * (nm + 1)}-{nrow + (i + 1) * (nm + 1)}}}" for i in range(len(blocks)))
+    heads = ["N" if k == "n" else _tex(pretty(k)) for k in spec.rows]
+    for _ in blocks:
+        heads += [pretty(m) for m in spec.metrics] + ["$n$ (n/a)"]
+    sub = " & ".join(heads) + r" \\"
+    body = []
+    prev = None
+    for key in keyrows:
+        shown = [("" if prev is not None and prev[0] == key[0] and i == 0 else _tex(pretty(v))) for i, v in enumerate(key)]
+        if prev is not None and prev[0] != key[0]:
+            body.append(r"\midrule")
+        row = list(shown)
+        for b in blocks:
+            counts = ""
+            for m in spec.metrics:
+                idx = (*key, b, m)
+                if idx in cell.index:
+                    c = cell.loc[idx]
+                    row.append(_fmt(c["mean"]))
+                    counts = f"{int(c['n_updates'])} ({int(c['n_na'])})"
+                else:
+                    row.append("")
+            row.append(counts)
+        body.append(" & ".join(row) + r" \\")
+        prev = key
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering",
+        rf"\caption{{{_tex(spec.title)}. {_tex(spec.caption)} Config hash \texttt{{{config_hash}}}.}}",
+        rf"\begin{{tabular}}{{{cols}}}", r"\toprule", top, rules, sub, r"\midrule", *body,
+        r"\bottomrule", r"\end{tabular}", rf"\label{{tab:{spec.name}}}", r"\end{table}", ""])
+
+
+def _tex(s: str) -> str:
+    return str(s).replace("&", r"\&").replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
+
+
+def write_table(agg: pd.DataFrame, spec: TableSpec, config_hash: str, out: dict[str, str | os.PathLike],
+                extra_columns: dict | None = None) -> None:
+    """Write ``out["csv"]`` (tidy), ``out["md"]`` and ``out["tex"]``."""
+    tidy = agg.assign(table=spec.name, config_hash=config_hash, **(extra_columns or {}))
+    front = ["table", "config_hash", *(extra_columns or {}), *spec.rows, spec.block, "metric"]
+    tidy = tidy[front + [c for c in tidy.columns if c not in front]]
+    write_text(out["csv"], tidy.to_csv(index=False, float_format="%.6g"))
+    write_text(out["md"], to_markdown(agg, spec, config_hash))
+    write_text(out["tex"], to_latex(agg, spec, config_hash))

@@ -1,0 +1,1 @@
+"""Weight updates: the file contract (observation vs ground truth) and how updates are computed."""

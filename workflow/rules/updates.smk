@@ -1,0 +1,16 @@
+rule dump_updates:
+    """One update file per batch, by autograd on the full model (the expensive export stage)."""
+    input:
+        checkpoint=CHECKPOINT,
+        batches=BATCHES,
+    output:
+        expand(with_braces(R + "/updates/" + SETTING) + "/{batch}.npz", batch=BATCH_IDS),
+    log:
+        R + "/logs/dump_updates/" + SETTING + ".log",
+    benchmark:
+        R + "/benchmarks/dump_updates/" + SETTING + ".tsv"
+    threads: TORCH_THREADS
+    conda:
+        ENV
+    script:
+        "../scripts/dump_updates.py"
