@@ -48,11 +48,15 @@ def run_job(log_file: str | os.PathLike | None, fn, *args, threads: int | None =
     """Run one stage function as a Snakemake job: log to its log file; bad input is one line, exit 1."""
     from labelleak.errors import LabelleakError
 
-    with logging_to(log_file):
-        if threads:
+    from threadpoolctl import threadpool_limits
+
+    threads = int(threads or 1)
+    # BLAS threads = the job's threads: oversubscribed OpenBLAS makes small SVD/QR calls 100x slower.
+    with logging_to(log_file), threadpool_limits(limits=threads):
+        if "torch" in sys.modules or threads > 1:
             import torch
 
-            torch.set_num_threads(int(threads))
+            torch.set_num_threads(threads)
         try:
             fn(*args)
         except LabelleakError as exc:

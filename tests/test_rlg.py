@@ -1,0 +1,171 @@
+"""RLG: exact label sets on real autograd updates, fast == reference LP, rank, n/a, registry."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labelleak.attacks import get_attack, run_attack
+from labelleak.attacks.rlg import (
+    _separable,
+    _unit_columns,
+    estimate_rank,
+    reveal_labels,
+    reveal_labels_reference,
+    right_singular_vectors,
+    separable_reference,
+)
+from labelleak.errors import NotApplicable
+from labelleak.updates.format import Observation
+
+ACTIVATIONS = {"tanh": nn.Tanh, "swish": nn.SiLU, "relu": nn.ReLU}
+
+
+def _model(act: str, d: int, C: int, seed: int, dtype=torch.float32) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(32, d), ACTIVATIONS[act](), nn.Linear(d, C)).to(dtype)
+
+
+def batch_update(act: str, d: int, C: int, labels, seed: int = 0) -> np.ndarray:
+    """dW (d, C) of the mean cross-entropy of one batch, by autograd (a one-step update)."""
+    model = _model(act, d, C, seed)
+    x = torch.randn(len(labels), 32, generator=torch.Generator().manual_seed(seed + 1))
+    loss = F.cross_entropy(model(x), torch.as_tensor(labels))
+    (grad,) = torch.autograd.grad(loss, model[2].weight)
+    return grad.T.numpy()
+
+
+def sgd_update(act: str, d: int, C: int, labels, lr: float = 0.5, seed: int = 0, dtype=torch.float64) -> np.ndarray:
+    """(W0 - WK) / lr after K SGD steps of one sample each (the whole model trains)."""
+    model = _model(act, d, C, seed, dtype)
+    x = torch.randn(len(labels), 32, generator=torch.Generator().manual_seed(seed + 1), dtype=dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    w0 = model[2].weight.detach().clone()
+    for k, y in enumerate(labels):
+        opt.zero_grad()
+        F.cross_entropy(model(x[k : k + 1]), torch.tensor([y])).backward()
+        opt.step()
+    return ((w0 - model[2].weight.detach()) / lr).T.numpy()
+
+
+def distinct_labels(C: int, S: int, seed: int) -> list[int]:
+    return np.random.default_rng(seed).choice(C, size=S, replace=False).tolist()
+
+
+@pytest.mark.parametrize("act", ["tanh", "swish", "relu"])
+@pytest.mark.parametrize(("d", "C", "S"), [(64, 50, 5), (256, 200, 20), (128, 120, 12)])
+def test_exact_label_set(act, d, C, S):
+    labels = distinct_labels(C, S, seed=d + C + S)
+    dW = batch_update(act, d, C, labels, seed=S)
+    result = reveal_labels(dW)
+    assert result.num_labels == S
+    assert result.labels == frozenset(labels)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_multistep_sgd_update_exact(dtype):
+    labels = distinct_labels(80, 4, seed=3)
+    dW = sgd_update("tanh", 96, 80, labels, dtype=dtype)
+    assert estimate_rank(dW) == 4
+    assert reveal_labels(dW).labels == frozenset(labels)
+
+
+@functools.cache
+def _random_cases():
+    """Updates that exercise every path: distinct, repeated labels, multi-step, S given."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for k, act in enumerate(["tanh", "swish", "relu"] * 3):
+        d, C, S = int(rng.integers(40, 160)), int(rng.integers(30, 120)), int(rng.integers(4, 16))
+        repeated = k % 3 == 1
+        labels = rng.integers(0, max(2, S // 3), S).tolist() if repeated else distinct_labels(C, S, k)
+        dW = sgd_update(act, d, C, labels, seed=k) if k % 3 == 2 else batch_update(act, d, C, labels, seed=k)
+        cases.append((dW, None))
+    cases.append((cases[0][0], estimate_rank(cases[0][0]) + 2))  # S above the rank: no certificate
+    cases.append((cases[1][0], estimate_rank(cases[1][0]) - 1))
+    # 40 samples over 60 classes: few absent columns, so some suspects need their LP
+    cases.append((batch_update("swish", 130, 60, np.random.default_rng(3).integers(0, 60, 40).tolist()), None))
+    return cases
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_fast_equals_reference(case):
+    dW, S = _random_cases()[case]
+    fast = reveal_labels(dW, S)
+    ref, ref_S = reveal_labels_reference(dW, S)
+    assert fast.num_labels == ref_S
+    assert fast.labels == frozenset(ref)
+    assert fast.certified_absent + fast.certified_present + fast.lp_classes == dW.shape[1]
+    if case == 9:
+        assert fast.fallback and fast.lp_classes > 0
+    if case == 11:
+        assert not fast.fallback and fast.lp_classes > 0
+
+
+def test_column_generation_equals_full_lp_per_class():
+    labels = [3, 3, 7, 7, 7, 11, 20, 20, 31, 40]  # repeated labels: many columns look extreme
+    dW = batch_update("swish", 80, 60, labels)
+    Q = right_singular_vectors(dW, estimate_rank(dW))
+    U = _unit_columns(Q)
+    seed = np.arange(Q.shape[0])  # a poor seed, so column generation has to add rows
+    for c in range(Q.shape[1]):
+        assert _separable(U, c, seed, batch=4)[0] == separable_reference(Q, c)
+
+
+@pytest.mark.parametrize("act", ["tanh", "swish", "relu"])
+def test_estimate_rank_counts_samples(act):
+    for d, C, S in [(64, 50, 7), (256, 200, 30), (300, 150, 60)]:
+        labels = np.random.default_rng(S).integers(0, C, S).tolist()
+        assert estimate_rank(batch_update(act, d, C, labels, seed=S)) == S
+
+
+def test_rank_and_singular_vectors_match_lapack():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((300, 25)) @ rng.standard_normal((25, 200))
+    A += 1e-13 * rng.standard_normal(A.shape)  # noise, below the float64 tolerance (~3e-11 here)
+    s = np.linalg.svd(A, compute_uv=False)
+    tol = s[0] * max(A.shape) * np.finfo(np.float64).eps
+    assert estimate_rank(A) == int(np.sum(s > tol)) == 25
+    Q = right_singular_vectors(A, 25)
+    np.testing.assert_allclose(Q @ Q.T, np.eye(25), atol=1e-10)
+    Vt = np.linalg.svd(A, full_matrices=False)[2][:25]
+    np.testing.assert_allclose(Q.T @ Q, Vt.T @ Vt, atol=1e-8)  # same row space
+
+
+def test_not_applicable_when_S_reaches_min_d_C():
+    rng = np.random.default_rng(1)
+    with pytest.raises(NotApplicable, match="min"):  # more samples than features: rank = d
+        reveal_labels(batch_update("tanh", 16, 60, rng.integers(0, 60, 30).tolist()))
+    with pytest.raises(NotApplicable, match="saturated"):  # more samples than classes
+        reveal_labels(batch_update("tanh", 64, 10, rng.integers(0, 10, 30).tolist()))
+    dW = batch_update("tanh", 64, 50, distinct_labels(50, 5, 0))
+    with pytest.raises(NotApplicable):
+        reveal_labels(dW, S=50)
+    with pytest.raises(NotApplicable):
+        reveal_labels_reference(dW, S=64)
+
+
+def test_deterministic():
+    labels = [1, 1, 5, 9, 9, 9, 17, 33]
+    dW = batch_update("relu", 128, 150, labels)
+    assert reveal_labels(dW) == reveal_labels(dW)
+    np.testing.assert_array_equal(right_singular_vectors(dW, 6), right_singular_vectors(dW, 6))
+
+
+def test_registered_attack():
+    labels = distinct_labels(100, 9, 4)
+    obs = Observation(dW=batch_update("swish", 128, 100, labels))
+    attack = get_attack("rlg")
+    assert attack.needs == frozenset()
+    pred = attack(obs)
+    assert pred.labels == frozenset(labels) and pred.num_labels == 9
+    json.dumps(pred.info)
+    assert attack(obs, num_labels=7).num_labels == 7  # the given S overrides the rank
+    record = run_attack("rlg", Observation(dW=batch_update("tanh", 16, 60, list(range(30)))))
+    assert record["status"] == "n/a" and "min" in record["reason"]
