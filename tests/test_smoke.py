@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("smoke")
-    for item in ("Snakefile", "workflow", "config"):
+    for item in ("Snakefile", "workflow", "config", "environment.yml"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "tables", "--configfile", "config/smoke.yaml"]
@@ -52,7 +52,7 @@ def test_every_job_left_a_log(smoke_run):
 
 
 def test_malformed_config_stops_before_any_job(tmp_path):
-    for item in ("Snakefile", "workflow", "config"):
+    for item in ("Snakefile", "workflow", "config", "environment.yml"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
     cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())

@@ -76,14 +76,27 @@ class RLGResult:
 # ----------------------------------------------------------------------------- spectrum
 
 
-def _rank_tol(sigma_max: float, dW: np.ndarray) -> float:
-    """numpy's matrix_rank tolerance with the eps of the stored dtype (float32 data, float32 noise)."""
+#: Safety factor of the rank tolerance over the rounding-noise floor of the stored update.
+RANK_NOISE_FACTOR = 10.0
+
+
+def _rank_tol(fro: float, dW: np.ndarray) -> float:
+    """Singular values at or below this are rounding noise of the stored update.
+
+    Storing dW in a float dtype perturbs each entry by up to eps/2 of its size; such a noise
+    matrix E has ``||E||_2 ~ eps * ||dW||_F * (1/sqrt(d) + 1/sqrt(C))`` (random-matrix bound,
+    sqrt(d) + sqrt(C) times the entrywise scale ``||dW||_F / sqrt(d C)``). The tolerance is
+    RANK_NOISE_FACTOR times that. Unlike numpy's ``sigma_max * max(d, C) * eps``, it does not cut
+    real directions of updates whose spectrum is very skewed (a shared feature mean makes
+    sigma_1 / sigma_S ~ 1e5 in trained CNNs, while the noise floor sits near 1e-8 sigma_1).
+    """
     dtype = dW.dtype if np.issubdtype(dW.dtype, np.floating) else np.float64
-    return float(sigma_max) * max(dW.shape) * float(np.finfo(dtype).eps)
+    d, C = dW.shape
+    return RANK_NOISE_FACTOR * float(np.finfo(dtype).eps) * float(fro) * (d ** -0.5 + C ** -0.5)
 
 
-def _spectrum(dW: np.ndarray, min_vectors: int = 0) -> tuple[np.ndarray, int]:
-    """Right singular vectors (rows, float64, descending singular values) and numerical rank of dW.
+def _spectrum(dW: np.ndarray, min_vectors: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """Right singular vectors (rows, float64), singular values (descending) and the rank tolerance.
 
     dW has low rank, so a seeded range sketch ``Z`` (C, k) captures its row space and only the
     small ``dW Z`` is decomposed. The sketch is accepted only when the residual ``E = dW - dW Z Z^T``
@@ -92,6 +105,7 @@ def _spectrum(dW: np.ndarray, min_vectors: int = 0) -> tuple[np.ndarray, int]:
     doubles, and past half the full size the full LAPACK SVD is used.
     """
     A = np.asarray(dW, dtype=np.float64)
+    tol = _rank_tol(np.linalg.norm(A), dW)
     rng = np.random.default_rng(_SKETCH_SEED)
     k = max(64, min_vectors + _OVERSAMPLE)
     while 2 * k <= min(A.shape):
@@ -99,21 +113,19 @@ def _spectrum(dW: np.ndarray, min_vectors: int = 0) -> tuple[np.ndarray, int]:
         B = A @ Z
         _, s, Vt = np.linalg.svd(B, full_matrices=False)
         resid = float(np.linalg.norm(B @ Z.T - A))
-        tol = _rank_tol(s[0], dW)
         rank = int(np.sum(s > tol))
-        margin = resid * (1.0 + tol / s[0]) if s[0] > 0 else np.inf  # tol moves with sigma_max
-        if rank + _OVERSAMPLE <= k and resid < tol and np.all(np.abs(s - tol) > margin):
-            return Vt @ Z.T, rank
+        if rank + _OVERSAMPLE <= k and resid < tol and np.all(np.abs(s - tol) > resid):
+            return Vt @ Z.T, s, tol
         k *= 2
     _, s, Vt = np.linalg.svd(A, full_matrices=False)
-    return Vt, int(np.sum(s > _rank_tol(s[0], dW)))
+    return Vt, s, tol
 
 
 def estimate_rank(dW: np.ndarray) -> int:
-    """Numerical rank of dW: the number of singular values above
-    ``sigma_max * max(d, C) * eps(dW.dtype)`` (numpy's matrix_rank rule, but with the eps of the
-    stored dtype, since a float32 update carries float32 rounding noise). SVD in float64."""
-    return _spectrum(dW)[1]
+    """Numerical rank of dW: the number of singular values above the rounding-noise tolerance
+    ``10 * eps(dW.dtype) * ||dW||_F * (1/sqrt(d) + 1/sqrt(C))`` (see :func:`_rank_tol`). SVD in float64."""
+    _, s, tol = _spectrum(dW)
+    return int(np.sum(s > tol))
 
 
 def right_singular_vectors(dW: np.ndarray, S: int) -> np.ndarray:
@@ -121,20 +133,36 @@ def right_singular_vectors(dW: np.ndarray, S: int) -> np.ndarray:
     return _spectrum(dW, S)[0][:S].copy()
 
 
+def _drop_noise_columns(Q: np.ndarray, s: np.ndarray, tol: float) -> np.ndarray:
+    """Zero the columns of Q whose norm is within the noise of Q itself.
+
+    Rounding noise E of norm <= tol moves the span of the first S right singular vectors by up to
+    ``tol / sigma_S`` (Wedin's bound), so a column of Q shorter than that has no observable sign
+    (e.g. classes with softmax probability ~1e-20 under a peaked model). Scaled to unit length it
+    would be a random constraint; zeroed, it neither separates nor blocks. Both the reference and
+    the fast method see the same Q.
+    """
+    S = Q.shape[0]
+    if S == 0 or s[S - 1] <= 0:
+        return Q
+    noise = tol / s[S - 1]
+    return np.where(np.linalg.norm(Q, axis=0) > noise, Q, 0.0)
+
+
 def _resolve_rank(dW: np.ndarray, S: int | None) -> tuple[int, np.ndarray]:
     """S (given or the rank) and Q; NotApplicable where RLG's assumption S < min(d, C) fails."""
     d, C = dW.shape
     if S is not None and S < 0:
         raise ValueError(f"S must be >= 0, got {S}")
-    Vt, rank = _spectrum(dW, S or 0)
+    Vt, sv, tol = _spectrum(dW, S or 0)
     if S is None:
-        S = rank
+        S = int(np.sum(sv > tol))
         if C - 1 <= d and S >= C - 1:
             # rows of G sum to zero, so rank(dW) <= C - 1: a full rank only bounds S from below
             raise NotApplicable(f"RLG needs S < min(d, C); rank(dW) = {S} is saturated at C - 1 = {C - 1}")
     if S >= min(d, C):
         raise NotApplicable(f"RLG needs S < min(d, C) = {min(d, C)}, got S = {S}")
-    return S, Vt[:S]
+    return S, _drop_noise_columns(Vt[:S], sv, tol)
 
 
 # ----------------------------------------------------------------------------- the LP
