@@ -122,10 +122,15 @@ def train(cfg: dict, dataset_name: str, model_name: str, outputs: dict[str, str 
     for stage, path in outputs.items():
         by_step.setdefault(tcfg["checkpoints"][stage], []).append((stage, path))
 
+    held_out = dataset(cfg, dataset_name, "eval")
+
     def save(step: int, m) -> None:
+        stats = training.softmax_stats(m, held_out, device=device)
+        log.info("step %d held-out: accuracy %.3f, mean max softmax %.3f, mean true-class softmax %.3f",
+                 step, stats["accuracy"], stats["max_softmax"], stats["true_softmax"])
         for stage, path in by_step.get(step, []):
             training.save_checkpoint(path, m, arch=cfg["models"][model_name]["arch"], num_classes=data.num_classes,
-                                     step=step, stage=stage, dataset=dataset_name, device=describe(device))
+                                     step=step, stage=stage, dataset=dataset_name, device=describe(device), **stats)
             log.info("saved stage %s (step %d) to %s", stage, step, path)
 
     training.train(model, data, checkpoint_steps=list(by_step), on_checkpoint=save,

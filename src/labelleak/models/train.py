@@ -31,6 +31,20 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict:
     return {k: v for k, v in ckpt.items() if k != "state_dict"}
 
 
+@torch.no_grad()
+def softmax_stats(model: nn.Module, dataset, *, n: int = 256, device=torch.device("cpu")) -> dict[str, float]:
+    """How peaked the model is on the first ``n`` held-out items: accuracy, mean max / true-class softmax."""
+    was_training = model.training
+    model.eval()
+    idx = np.arange(min(n, len(dataset)))
+    x = dataset.images(idx).to(device, memory_format=torch.channels_last)
+    y = torch.as_tensor(dataset.labels[idx], device=device)
+    p = F.softmax(model(x), dim=1)
+    model.train(was_training)
+    return {"accuracy": float((p.argmax(1) == y).float().mean()), "max_softmax": float(p.max(1).values.mean()),
+            "true_softmax": float(p[torch.arange(len(y)), y].mean())}
+
+
 def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float):
     factories = {
         "sgd": lambda p: torch.optim.SGD(p, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0),
