@@ -67,3 +67,9 @@ def test_rlg_not_applicable_exits_3(tmp_path):
 def test_attacks_listing():
     proc = subprocess.run([sys.executable, "-m", "labelleak.cli", "attacks"], capture_output=True, text=True)
     assert proc.returncode == 0 and "rlg" in proc.stdout and "yin" in proc.stdout
+
+
+def test_num_labels_rejected_for_methods_without_it(update_file):
+    path, _ = update_file()
+    code, out, err = reveal("--method", "yin", "--num-labels", 4, path)
+    assert code == 2 and out == "" and "not an option of yin" in err

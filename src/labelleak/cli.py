@@ -9,6 +9,7 @@ on stderr; an attack whose assumptions do not hold for the update exits 3 with o
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
@@ -39,7 +40,7 @@ def _reveal(args) -> int:
     attack = get_attack(args.method)
     obs = load_observation(args.update)
     options = {"num_labels": args.num_labels} if args.num_labels is not None else {}
-    if options and "num_labels" not in attack.run.__code__.co_varnames:
+    if options and "num_labels" not in inspect.signature(attack.run).parameters:
         raise LabelleakError(f"--num-labels is not an option of {args.method}")
     pred = attack(obs, **options)
     out = {"method": args.method, "labels": sorted(int(c) for c in pred.labels),
