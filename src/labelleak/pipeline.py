@@ -234,7 +234,8 @@ def table1(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
 
     from labelleak.config import config_hash
     from labelleak.metrics.sets import SET_METRICS
-    from labelleak.reports.tables import TableSpec, aggregate, write_table
+    from labelleak.reports.published import table1_frame
+    from labelleak.reports.tables import TableSpec, aggregate, to_markdown, write_table
 
     t1 = cfg["table1"]
     scores = pd.read_csv(scores_csv)
@@ -248,3 +249,11 @@ def table1(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
         row_order={"method": ("yin", "rlg")}, block_order=tuple(t1["models"]))
     write_table(agg, spec, config_hash(cfg), out,
                 extra_columns={"dataset": t1["dataset"], "stage": t1["stage"]})
+    paper = TableSpec(name="table1_paper", title="Published (Dang et al. 2021, Table 1; ImageNet, Keras pretrained)",
+                      caption="Means over 100 batches per N, as printed in the paper, for comparison.",
+                      rows=spec.rows, block=spec.block, metrics=spec.metrics, row_order=spec.row_order,
+                      block_order=spec.block_order)
+    published = table1_frame().assign(n_updates=100, n_na=0)
+    published = published[published["model"].isin(t1["models"]) & published["method"].isin(t1["methods"])]
+    with open(out["md"], "a") as fh:
+        fh.write("\n" + to_markdown(published, paper, "").replace("# ", "## ", 1))

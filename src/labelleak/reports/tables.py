@@ -86,7 +86,8 @@ def to_markdown(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
     header = [pretty(k) if k != "n" else "N" for k in spec.rows]
     for b in blocks:
         header += [f"{pretty(b)} {pretty(m)}" for m in spec.metrics] + [f"{pretty(b)} n (n/a)"]
-    lines = [f"# {spec.title}", "", f"{spec.caption} Config hash `{config_hash}`.", "",
+    provenance = f" Config hash `{config_hash}`." if config_hash else ""
+    lines = [f"# {spec.title}", "", f"{spec.caption}{provenance}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keyrows:
         row = [pretty(v) for v in key]
