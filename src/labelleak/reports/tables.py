@@ -81,6 +81,23 @@ def _layout(agg: pd.DataFrame, spec: TableSpec):
     return blocks, keyrows, cell
 
 
+def _row_cells(cell: pd.DataFrame, key: tuple, blocks: list, metrics: tuple[str, ...]) -> list[str]:
+    """Formatted means of one table row, each block followed by its 'n (n/a)' count."""
+    out = []
+    for b in blocks:
+        counts = ""
+        for m in metrics:
+            idx = (*key, b, m)
+            if idx in cell.index:
+                c = cell.loc[idx]
+                out.append(_fmt(c["mean"]))
+                counts = f"{int(c['n_updates'])} ({int(c['n_na'])})"
+            else:
+                out.append("")
+        out.append(counts)
+    return out
+
+
 def to_markdown(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
     blocks, keyrows, cell = _layout(agg, spec)
     header = [pretty(k) if k != "n" else "N" for k in spec.rows]
@@ -90,18 +107,7 @@ def to_markdown(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
     lines = [f"# {spec.title}", "", f"{spec.caption}{provenance}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keyrows:
-        row = [pretty(v) for v in key]
-        for b in blocks:
-            counts = None
-            for m in spec.metrics:
-                idx = (*key, b, m)
-                if idx in cell.index:
-                    c = cell.loc[idx]
-                    row.append(_fmt(c["mean"]))
-                    counts = f"{int(c['n_updates'])} ({int(c['n_na'])})"
-                else:
-                    row.append("")
-            row.append(counts or "")
+        row = [pretty(v) for v in key] + _row_cells(cell, key, blocks, spec.metrics)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -122,18 +128,7 @@ def to_latex(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
         shown = [("" if prev is not None and prev[0] == key[0] and i == 0 else _tex(pretty(v))) for i, v in enumerate(key)]
         if prev is not None and prev[0] != key[0]:
             body.append(r"\midrule")
-        row = list(shown)
-        for b in blocks:
-            counts = ""
-            for m in spec.metrics:
-                idx = (*key, b, m)
-                if idx in cell.index:
-                    c = cell.loc[idx]
-                    row.append(_fmt(c["mean"]))
-                    counts = f"{int(c['n_updates'])} ({int(c['n_na'])})"
-                else:
-                    row.append("")
-            row.append(counts)
+        row = shown + _row_cells(cell, key, blocks, spec.metrics)
         body.append(" & ".join(row) + r" \\")
         prev = key
     return "\n".join([
