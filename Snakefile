@@ -17,6 +17,8 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/updates.smk"
 include: "workflow/rules/attacks.smk"
 include: "workflow/rules/reports.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/defenses.smk"
 
 
 rule tables:
@@ -24,3 +26,5 @@ rule tables:
     default_target: True
     input:
         rules.table1.output,
+        [getattr(rules, t).output for t in LABEL_TABLES],  # label attacks (issue 3)
+        [getattr(rules, t).output for t in DEFENSE_TABLES],  # defenses: table4, defense_matrix, utility (issue 5)

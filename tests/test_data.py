@@ -129,14 +129,14 @@ def test_synthetic_bad_arguments():
 
 
 def test_build_dataset_registry():
-    assert set(BUILDERS) == {"synthetic_images", "imagenet_val"}
+    assert set(BUILDERS) == {"synthetic_images", "imagenet_val", "mnist", "cifar"}
     spec = {"kind": "synthetic_images", "num_classes": 10, "image_size": 32, "train_size": 30, "eval_size": 20,
             "noise": 0.3}
     tr, ev = build_dataset(spec, "train", seed=4), build_dataset(spec, "eval", seed=4)
     assert (len(tr), len(ev), tr.num_classes, tr.seed, tr.noise) == (30, 20, 10, 4, 0.3)
     assert ev.split == "eval"
     with pytest.raises(ConfigError, match="unknown kind"):
-        build_dataset({"kind": "mnist"}, "eval")
+        build_dataset({"kind": "emnist"}, "eval")
     with pytest.raises(DatasetError, match="split"):
         build_dataset(spec, "test")
     with pytest.raises(ConfigError, match="root"):

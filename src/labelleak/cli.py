@@ -28,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     reveal.add_argument("--method", required=True, choices=sorted(registry()))
     reveal.add_argument("--num-labels", type=int, default=None, metavar="S",
                         help="number of label positions S, when known (RLG: skips the rank estimate)")
+    reveal.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="model checkpoint at the update's stage, for attacks that need the model "
+                             "(llg_plus, llg_star, geng, dlg)")
+    reveal.add_argument("--input-shape", default=None, metavar="C,H,W",
+                        help="input shape of a checkpoint's model that does not record one (resnet50, ...)")
+    reveal.add_argument("--config", default=None, metavar="YAML",
+                        help="config whose --dataset's train split is the attacker's own data (llg_plus)")
+    reveal.add_argument("--dataset", default=None, metavar="NAME", help="dataset of --config (llg_plus)")
     reveal.add_argument("update", help="update file (.npz, see README: 'The update file')")
     sub.add_parser("attacks", help="list the registered attacks, what they need and their papers")
     return parser
@@ -42,6 +50,7 @@ def _reveal(args) -> int:
     options = {"num_labels": args.num_labels} if args.num_labels is not None else {}
     if options and "num_labels" not in inspect.signature(attack.run).parameters:
         raise LabelleakError(f"--num-labels is not an option of {args.method}")
+    options.update(_context(args, attack.needs))
     pred = attack(obs, **options)
     out = {"method": args.method, "labels": sorted(int(c) for c in pred.labels),
            "num_labels": None if pred.num_labels is None else int(pred.num_labels)}
@@ -49,6 +58,30 @@ def _reveal(args) -> int:
         out["counts"] = {str(int(k)): int(v) for k, v in sorted(pred.counts.items())}
     print(json.dumps(out))
     return 0
+
+
+def _context(args, needs) -> dict:
+    """The model and auxiliary data an attack declares it needs, from the command line's options."""
+    context = {}
+    if "model" in needs and args.checkpoint:
+        from labelleak.models.checkpoint import model_from_checkpoint
+
+        shape = None
+        if args.input_shape:
+            try:
+                shape = tuple(int(v) for v in args.input_shape.split(","))
+            except ValueError:
+                raise LabelleakError(f"--input-shape must be integers like 3,32,32, got {args.input_shape!r}") from None
+        context["model"] = model_from_checkpoint(args.checkpoint, shape)
+    if "aux_data" in needs and args.config and args.dataset:
+        from labelleak.config import load_config
+        from labelleak.pipeline import auxiliary_data
+
+        cfg = load_config(args.config)
+        if args.dataset not in cfg["datasets"]:
+            raise LabelleakError(f"--dataset {args.dataset!r} is not a dataset of {args.config}")
+        context["aux_data"] = auxiliary_data(cfg, args.dataset)
+    return context
 
 
 def _attacks(args) -> int:

@@ -87,10 +87,35 @@ def _check_references(cfg: dict) -> None:
         raise ConfigError(f"config key 'table1.stage': {t1['stage']!r} is not a stage of 'training.checkpoints'")
     for name, spec in cfg["datasets"].items():
         needed = {"synthetic_images": ("num_classes", "image_size", "train_size", "eval_size"),
-                  "imagenet_val": ("root", "labels_file")}[spec["kind"]]
+                  "imagenet_val": ("root", "labels_file")}.get(spec["kind"], ("root",))
         for key in needed:
             if key not in spec:
                 raise ConfigError(f"config key 'datasets.{name}.{key}': required for kind {spec['kind']!r}")
+    _check_label_tables(cfg)
+
+
+LABEL_TABLES = ("idlg_table", "ilrg_table", "geng_table", "leaderboard")
+
+
+def _check_label_tables(cfg: dict) -> None:
+    """Each label table's settings name defined datasets, models and stages, within the sampled batches."""
+    for table in LABEL_TABLES:
+        t = cfg.get(table)
+        if t is None:
+            continue
+        for i, setting in enumerate(t["settings"]):
+            for key, section in (("dataset", "datasets"), ("model", "models")):
+                if setting[key] not in cfg[section]:
+                    raise ConfigError(f"config key '{table}.settings.{i}.{key}': {setting[key]!r} is not defined "
+                                      f"under '{section}'")
+        for i, stage in enumerate(t["stages"]):
+            if stage not in cfg["training"]["checkpoints"]:
+                raise ConfigError(f"config key '{table}.stages.{i}': {stage!r} is not a stage of 'training.checkpoints'")
+        if t["num_batches"] > cfg["sampling"]["num_batches"]:
+            raise ConfigError(f"config key '{table}.num_batches': {t['num_batches']} > sampling.num_batches "
+                              f"({cfg['sampling']['num_batches']}), the batches each setting has")
+        if t.get("figure_stage") is not None and t["figure_stage"] not in t["stages"]:
+            raise ConfigError(f"config key '{table}.figure_stage': {t['figure_stage']!r} is not one of its stages")
 
 
 def check_paths(cfg: dict) -> None:

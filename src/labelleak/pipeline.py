@@ -96,7 +96,8 @@ def build(cfg: dict, model_name: str, num_classes: int):
     from labelleak.models import build_model, load_weights
 
     spec = cfg["models"][model_name]
-    model = build_model(spec["arch"], num_classes=num_classes)
+    options = {k: v for k, v in spec.items() if k not in ("arch", "weights", "framework")}  # small models: activation, ...
+    model = build_model(spec["arch"], num_classes=num_classes, **options)
     if spec.get("weights"):
         load_weights(model, spec["weights"])
         log.info("loaded weights from %s", spec["weights"])
@@ -105,6 +106,8 @@ def build(cfg: dict, model_name: str, num_classes: int):
 
 def train(cfg: dict, dataset_name: str, model_name: str, outputs: dict[str, str | os.PathLike]) -> None:
     """Train and save one checkpoint per stage (``outputs``: stage -> path)."""
+    if framework(cfg, model_name) != "torch":
+        return FRAMEWORK_STAGES[framework(cfg, model_name)]["train"](cfg, dataset_name, model_name, outputs)
     import torch
 
     from labelleak.device import describe, pick_device
@@ -130,7 +133,9 @@ def train(cfg: dict, dataset_name: str, model_name: str, outputs: dict[str, str 
                  step, stats["accuracy"], stats["max_softmax"], stats["true_softmax"])
         for stage, path in by_step.get(step, []):
             training.save_checkpoint(path, m, arch=cfg["models"][model_name]["arch"], num_classes=data.num_classes,
-                                     step=step, stage=stage, dataset=dataset_name, device=describe(device), **stats)
+                                     step=step, stage=stage, dataset=dataset_name, device=describe(device), **stats,
+                                     options={k: v for k, v in cfg["models"][model_name].items()
+                                              if k not in ("arch", "weights", "framework")})
             log.info("saved stage %s (step %d) to %s", stage, step, path)
 
     training.train(model, data, checkpoint_steps=list(by_step), on_checkpoint=save,
@@ -143,6 +148,9 @@ def train(cfg: dict, dataset_name: str, model_name: str, outputs: dict[str, str 
 def dump(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: str | os.PathLike,
          batches_file: str | os.PathLike, outputs: Paths) -> None:
     """One update file per batch, by autograd on the full model at the given checkpoint."""
+    if framework(cfg, model_name) != "torch":
+        return FRAMEWORK_STAGES[framework(cfg, model_name)]["dump"](cfg, dataset_name, model_name, stage, checkpoint,
+                                                                    batches_file, outputs)
     import torch
 
     from labelleak.data.sampling import load_batches
@@ -172,6 +180,7 @@ def dump(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: 
                 "composition": bmeta.get("composition"), "batch_seed": bmeta.get("seed")}
         save_update(out, upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch),
                     labels=labels, meta=meta)
+        log.info("update %d/%d written (%.1fs elapsed)", i + 1, len(outputs), time.perf_counter() - start)
     log.info("dumped %d updates of %s/%s in %.1fs on %s", len(outputs), model_name, stage,
              time.perf_counter() - start, describe(device))
 
@@ -183,16 +192,25 @@ def attack_options(cfg: dict, method: str, obs) -> dict:
         if obs.batch_size is None:
             return {}
         return {"num_labels": obs.batch_size * (obs.steps or 1)}
+    if method != "rlg":
+        return dict(cfg.get("attacks", {}).get(method) or {})
     return {}
 
 
-def attack(cfg: dict, method: str, update: str | os.PathLike, out: str | os.PathLike) -> None:
-    """Run one attack on one update; an inapplicable attack writes an explicit n/a record."""
-    from labelleak.attacks import run_attack
+def attack(cfg: dict, method: str, update: str | os.PathLike, out: str | os.PathLike,
+           checkpoint: str | os.PathLike | None = None, dataset_name: str | None = None,
+           model_name: str | None = None) -> None:
+    """Run one attack on one update; an inapplicable attack writes an explicit n/a record.
+
+    An attack that needs the model gets it built from ``checkpoint`` (weights only); one that
+    needs auxiliary data gets the attacker's own items of the dataset's train split.
+    """
+    from labelleak.attacks import get_attack, run_attack
     from labelleak.updates.format import load_observation
 
     obs = load_observation(update)  # the attacker's view: no labels
-    record = run_attack(method, obs, **attack_options(cfg, method, obs))
+    extras = attacker_context(cfg, get_attack(method).needs, checkpoint, dataset_name, model_name)
+    record = run_attack(method, obs, **attack_options(cfg, method, obs), **extras)
     record["update"] = str(update)
     write_json(out, record)
     log.info("%s on %s: %s, %s labels in %.2fs", method, update, record["status"],
@@ -238,7 +256,7 @@ def table1(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
     from labelleak.reports.tables import TableSpec, aggregate, to_markdown, write_table
 
     t1 = cfg["table1"]
-    scores = pd.read_csv(scores_csv)
+    scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])  # status "n/a" is not NaN
     agg = aggregate(scores, ["method", "n", "model"], SET_METRICS, seed=cfg["seed"])
     spec = TableSpec(
         name="table1",
@@ -257,3 +275,426 @@ def table1(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
     published = published[published["model"].isin(t1["models"]) & published["method"].isin(t1["methods"])]
     with open(out["md"], "a") as fh:
         fh.write("\n" + to_markdown(published, paper, "").replace("# ", "## ", 1))
+
+
+# --------------------------------------------------------------------------- label attacks of the seed papers
+def load_model(cfg: dict, model_name: str, checkpoint: str | os.PathLike, dataset_name: str | None = None):
+    """The model at ``checkpoint`` (eval mode), with ``input_shape`` set (dummy-input attacks need it)."""
+    import torch
+
+    from labelleak.models.train import load_checkpoint
+
+    torch.set_num_threads(1)  # attack jobs are single-threaded; torch's default oversubscribes a shared CPU
+    info = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = build(cfg, model_name, int(info["num_classes"]))
+    load_checkpoint(checkpoint, model)
+    if not getattr(model, "input_shape", None) and dataset_name:
+        model.input_shape = tuple(dataset(cfg, dataset_name, "eval").images([0]).shape[1:])
+    return model.eval()
+
+
+def auxiliary_data(cfg: dict, dataset_name: str):
+    """``aux(c, n, rep)``: n items of class c from the train split (the attacker's data, seeded)."""
+    import numpy as np
+
+    data = dataset(cfg, dataset_name, "train")
+
+    def aux(c: int, n: int, rep: int):
+        pool = np.flatnonzero(data.labels == c)
+        rng = np.random.default_rng(derived_seed(cfg, "aux", dataset_name, c, rep))
+        return data.images(rng.choice(pool, size=n, replace=len(pool) < n)) if pool.size else \
+            data.images(rng.choice(len(data), size=n))
+
+    return aux
+
+
+def attacker_context(cfg: dict, needs, checkpoint, dataset_name, model_name) -> dict:
+    """The options an attack declares beyond the observation (model, auxiliary data), else nothing."""
+    extras: dict = {}
+    if "model" in needs and checkpoint:
+        extras["model"] = load_model(cfg, model_name, checkpoint, dataset_name)
+    if "aux_data" in needs and dataset_name:
+        extras["aux_data"] = auxiliary_data(cfg, dataset_name)
+    return extras
+
+
+def score_labels(rows: list[dict], out: str | os.PathLike) -> None:
+    """Per-update set and count scores of the label tables (the analysis side: reads the ground truth).
+
+    Set metrics and iLRG's LeAcc for every 'ok' result; count metrics where the attack gave counts;
+    NaN (never 0) for n/a results, which the tables count and show.
+    """
+    import pandas as pd
+
+    from labelleak.attacks import get_attack
+    from labelleak.io import write_text
+    from labelleak.metrics.counts import COUNT_METRICS, count_scores, existence_accuracy
+    from labelleak.metrics.sets import SET_METRICS, set_scores
+    from labelleak.updates.format import load_update
+
+    records = []
+    for row in rows:
+        obs, truth = load_update(row["update"])
+        if truth is None:
+            from labelleak.errors import UpdateFileError
+
+            raise UpdateFileError(f"{row['update']}: has no 'labels' (ground truth), cannot be scored")
+        result = read_json(row["result"])
+        rec = {k: v for k, v in row.items() if k not in ("update", "result")}
+        rec.update(status=result["status"], seconds=result["seconds"], reason=result.get("reason", ""),
+                   gives_counts=get_attack(row["method"]).gives_counts, num_classes=obs.num_classes,
+                   true_set_size=len(truth.label_set), true_num_labels=int(truth.labels.size))
+        rec.update({m: np.nan for m in (*SET_METRICS, *COUNT_METRICS)})
+        if result["status"] == "ok":
+            rec.update(set_scores(result["labels"], truth.label_set))
+            rec["leacc"] = existence_accuracy(result["labels"], truth.label_set, obs.num_classes)
+            if result.get("counts") is not None:
+                rec.update(count_scores({int(c): n for c, n in result["counts"].items()}, truth.counts,
+                                        obs.num_classes))
+        records.append(rec)
+    write_text(out, pd.DataFrame(records).to_csv(index=False))
+
+
+def label_table(cfg: dict, table: str, scores_csv: str | os.PathLike, out: dict[str, str | os.PathLike]) -> None:
+    """One label table (idlg_table, ilrg_table, geng_table, leaderboard [+ its figure])."""
+    import pandas as pd
+
+    from labelleak.config import config_hash
+    from labelleak.reports.labels import attacks_vs_batch, write_label_table
+
+    scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
+    write_label_table(cfg, table, scores, config_hash(cfg), out)
+    if "pdf" in out:
+        attacks_vs_batch(cfg, scores, out)
+    log.info("wrote %s from %d scored updates", table, len(scores))
+
+
+# --------------------------------------------------------------------------- defenses (issue 5)
+def check_defense_config(cfg: dict) -> None:
+    """Every defense name and attack of the defense study parses / is registered (one line naming the key)."""
+    from labelleak.attacks import registry
+    from labelleak.defenses import DefenseError, parse
+    from labelleak.errors import ConfigError
+
+    known = registry()
+    for section in ("table4", "defense_matrix", "utility"):
+        sec = cfg.get(section) or {}
+        for i, name in enumerate(sec.get("defenses") or []):
+            try:
+                parse(name)
+            except DefenseError as exc:
+                raise ConfigError(f"config key '{section}.defenses.{i}': {exc}") from None
+        methods = sec.get("methods")
+        for i, method in enumerate(methods if isinstance(methods, list) else []):
+            if method not in known:
+                raise ConfigError(f"config key '{section}.methods.{i}': unknown attack {method!r}; known: "
+                                  f"{', '.join(sorted(known))}")
+        for key in ("dataset",):
+            if sec.get(key) and sec[key] not in cfg["datasets"]:
+                raise ConfigError(f"config key '{section}.{key}': {sec[key]!r} is not defined under 'datasets'")
+        models = sec.get("models") or ([sec["model"]] if sec.get("model") else [])
+        for model in models:
+            if model not in cfg["models"]:
+                raise ConfigError(f"config key '{section}.models': {model!r} is not defined under 'models'")
+
+
+def matrix_methods(cfg: dict) -> list[str]:
+    """The attacks of the defense matrix: the config's list, or every registered attack for 'all'."""
+    from labelleak.attacks import registry
+
+    methods = cfg["defense_matrix"]["methods"]
+    return sorted(registry()) if methods == "all" else list(methods)
+
+
+def _defended_arrays(obs):
+    return (obs.dW,) if obs.db is None else (obs.dW, obs.db)
+
+
+def defend(cfg: dict, defense: str, inputs: Paths, outputs: Paths) -> None:
+    """Apply an update-stage defense to each dumped update (same format; ground truth carried for scoring)."""
+    from labelleak.defenses import apply, compute_step
+    from labelleak.defenses.base import DefenseError
+    from labelleak.updates.format import load_update, save_update
+
+    if compute_step(defense) is not None:
+        raise DefenseError(f"defense {defense!r} acts while the update is computed (rule dump_dp_updates)")
+    start = time.perf_counter()
+    for src, out in zip(inputs, outputs):
+        obs, truth = load_update(src)
+        rng = np.random.default_rng(derived_seed(cfg, "defend", defense, Path(src).as_posix()))
+        sent = apply(defense, _defended_arrays(obs), rng)
+        meta = {**obs.meta, "defense": defense, "defended_from": str(src)}
+        save_update(out, sent[0], db=sent[1] if len(sent) > 1 else None, W=obs.W, b=obs.b,
+                    batch_size=obs.batch_size, steps=obs.steps, labels=None if truth is None else truth.labels,
+                    meta=meta)
+    log.info("defense %s on %d updates in %.2fs", defense, len(outputs), time.perf_counter() - start)
+
+
+def dump_dp(cfg: dict, defense: str, dataset_name: str, model_name: str, stage: str, checkpoint: str | os.PathLike,
+            batches_file: str | os.PathLike, outputs: Paths) -> None:
+    """DP-SGD updates (per-sample clipping + noise while computing), then any update-stage parts of the name."""
+    import torch
+
+    from labelleak.data.sampling import load_batches
+    from labelleak.defenses import apply, compute_step
+    from labelleak.defenses.dpsgd import dp_projection_update, epsilon
+    from labelleak.device import describe, pick_device
+    from labelleak.models.train import load_checkpoint
+    from labelleak.updates.format import save_update
+
+    step = compute_step(defense)
+    if step is None:
+        raise ValueError(f"defense {defense!r} has no DP-SGD part (rule defend)")
+    clip, sigma = step.values
+    ucfg = cfg["updates"]
+    delta = cfg.get("defenses", {}).get("delta", 1e-5)
+    data = dataset(cfg, dataset_name, "eval")
+    batches, bmeta = load_batches(batches_file)
+    if len(outputs) != len(batches):
+        raise ValueError(f"{batches_file}: {len(batches)} batches for {len(outputs)} update files")
+    device = pick_device(cfg.get("device", "auto"))
+    model = build(cfg, model_name, data.num_classes)
+    info = load_checkpoint(checkpoint, model)
+    model.to(device).eval()
+    start = time.perf_counter()
+    for i, (batch, out) in enumerate(zip(batches, outputs)):
+        rng = np.random.default_rng(derived_seed(cfg, "dpsgd", defense, dataset_name, model_name, stage,
+                                                 Path(out).as_posix()))
+        steps = [(data.images(idx).to(device), torch.as_tensor(data.labels[idx], device=device)) for idx in batch]
+        upd = dp_projection_update(model, steps, clip=clip, noise_multiplier=sigma, rng=rng,
+                                   lr=ucfg.get("local_lr", 0.1), bn_mode=ucfg.get("bn_mode", "eval"),
+                                   chunk_size=ucfg.get("chunk_size", 50))
+        sent = apply(defense, (upd.dW, upd.db), rng)  # the update-stage parts after '+', if any
+        eps = epsilon(sigma, 1.0, len(batch), delta)  # one batch = the client's data: sampling rate 1
+        meta = {"dataset": dataset_name, "model": model_name, "stage": stage, "checkpoint_step": info.get("step"),
+                "batch": i, "defense": defense, "dp_clip": clip, "dp_noise_multiplier": sigma, "dp_epsilon": eps,
+                "dp_delta": delta, "local_lr": ucfg.get("local_lr", 0.1), "composition": bmeta.get("composition"),
+                "device": describe(device)}
+        save_update(out, sent[0], db=sent[1], W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch),
+                    labels=np.concatenate([data.labels[idx] for idx in batch]), meta=meta)
+    log.info("DP-SGD (%s) dumped %d updates in %.1fs; epsilon %.3g at delta %g", defense, len(outputs),
+             time.perf_counter() - start, epsilon(sigma, 1.0, 1, delta), delta)
+
+
+TABLE4_CAPTION = ("Precision, Recall, F1 and Exact Match (EM) of RLG on the projection-layer update of one batch "
+                  "of N images, after the client's defense. GradDrop p zeroes the entries of dW (and db) below the "
+                  "p-quantile of that layer's magnitudes (for dW: the official code's quantile over the last-layer "
+                  "matrix). 'n (n/a)' = updates averaged and updates where RLG did not apply.")
+
+
+def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.PathLike]) -> None:
+    """Table 4 of Dang et al.: RLG under Sign-SGD and GradDrop, one column block per model."""
+    import pandas as pd
+
+    from labelleak.config import config_hash
+    from labelleak.metrics.sets import SET_METRICS
+    from labelleak.reports.defenses import defense_label
+    from labelleak.reports.published import table4_frame
+    from labelleak.reports.tables import TableSpec, aggregate, to_markdown, write_table
+
+    t4 = cfg["table4"]
+    scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
+    scores = scores[scores["defense"].isin(t4["defenses"]) & scores["model"].isin(t4["models"])
+                    & scores["method"].isin(t4["methods"]) & (scores["n"] == t4["batch_size"])]
+    agg = aggregate(scores, ["method", "defense", "model"], SET_METRICS, seed=cfg["seed"])
+    labels = {d: defense_label(d) for d in t4["defenses"]}
+    agg = agg.assign(defense_name=agg["defense"], defense=agg["defense"].map(labels))
+    spec = TableSpec(name="table4", title="Table 4: RLG against defenses",
+                     caption=f"{TABLE4_CAPTION} Dataset {t4['dataset']}, stage {t4['stage']}, N = {t4['batch_size']}, "
+                             f"{cfg['sampling']['num_batches']} batches.",
+                     rows=("method", "defense"), block="model", metrics=SET_METRICS,
+                     row_order={"method": tuple(t4["methods"]), "defense": tuple(labels.values())},
+                     block_order=tuple(t4["models"]))
+    write_table(agg, spec, config_hash(cfg), out, extra_columns={"dataset": t4["dataset"], "stage": t4["stage"],
+                                                                  "n": t4["batch_size"]})
+    published = table4_frame()
+    published = published[published["defense"].isin(t4["defenses"]) & published["model"].isin(t4["models"])]
+    published = published.assign(defense=published["defense"].map(labels), n_updates=100, n_na=0)
+    paper = TableSpec(name="table4_paper", title="Published (Dang et al. 2021, Table 4; ImageNet, Keras pretrained)",
+                      caption="Means over 100 batches of N = 10, as printed in the paper, for comparison.",
+                      rows=spec.rows, block=spec.block, metrics=spec.metrics, row_order=spec.row_order,
+                      block_order=spec.block_order)
+    if len(published):
+        with open(out["md"], "a") as fh:
+            fh.write("\n" + to_markdown(published, paper, "").replace("# ", "## ", 1))
+
+
+def defense_matrix(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.PathLike]) -> None:
+    """Every attack x every defense (and strength): the config's metric, mean [95% CI] over updates."""
+    import pandas as pd
+
+    from labelleak.config import config_hash
+    from labelleak.metrics.sets import SET_METRICS
+    from labelleak.reports.defenses import write_matrix
+
+    dm = cfg["defense_matrix"]
+    scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
+    scores = scores[(scores["model"] == dm["model"]) & (scores["n"] == dm["batch_size"])
+                    & scores["defense"].isin(dm["defenses"])]
+    agg = aggregate_defenses(scores, cfg)
+    metric = dm.get("metric", "f1")
+    write_matrix(agg, metric, matrix_methods(cfg), list(dm["defenses"]),
+                 title=f"Attacks x defenses ({metric})",
+                 caption=f"Mean {metric} over updates with a 95% bootstrap interval; '(k n/a)' = updates where the "
+                         f"attack did not apply. {dm['model']} at stage {dm['stage']}, dataset {dm['dataset']}, "
+                         f"N = {dm['batch_size']}, {cfg['sampling']['num_batches']} batches. Metrics: "
+                         f"{', '.join(SET_METRICS)} (all in the csv).",
+                 config_hash=config_hash(cfg), out=out)
+
+
+def aggregate_defenses(scores, cfg: dict):
+    from labelleak.metrics.sets import SET_METRICS
+    from labelleak.reports.tables import aggregate
+
+    return aggregate(scores, ["method", "defense"], SET_METRICS, seed=cfg["seed"])
+
+
+def utility(cfg: dict, algorithm: str, defense: str, out: str | os.PathLike) -> None:
+    """Test accuracy of a small model trained federatedly with every client update passed through ``defense``."""
+    import torch
+
+    from labelleak.defenses import parse
+    from labelleak.federated import federated_train
+    from labelleak.metrics.bootstrap import mean_ci
+    from labelleak.models import build_model
+
+    torch.set_num_threads(1)  # a LeNet-sized model: one thread is fastest, and the jobs run side by side
+    u = cfg["utility"]
+    train, test = dataset(cfg, u["dataset"], "train"), dataset(cfg, u["dataset"], "eval")
+    n_train = min(len(train), u.get("train_items", len(train)))
+    x = train.images(np.arange(n_train))
+    y = torch.as_tensor(train.labels[:n_train])
+    x_test, y_test = test.images(np.arange(len(test))), torch.as_tensor(test.labels)
+    spec = cfg["models"][u["model"]]
+    options = {k: v for k, v in spec.items() if k not in ("arch", "weights")}
+    model_fn = lambda: build_model(spec["arch"], num_classes=train.num_classes, **options)  # noqa: E731
+    families = [s.family.name for s in parse(defense)]
+    server_lr = next((u.get("server_lr", {})[f] for f in families if f in u.get("server_lr", {})), None)
+    local_steps, rounds = u["local_steps"][algorithm], u["rounds"][algorithm]
+    res = federated_train(model_fn, x, y, x_test, y_test, defense=defense, clients=u["clients"],
+                          rounds=rounds, local_steps=local_steps, batch_size=u["batch_size"], lr=u["lr"],
+                          server_lr=server_lr, delta=cfg.get("defenses", {}).get("delta", 1e-5),
+                          seed=derived_seed(cfg, "utility", algorithm, defense))
+    mean, lo, hi = mean_ci(res.correct, seed=cfg["seed"])
+    write_json(out, {"algorithm": algorithm, "defense": defense, "accuracy": mean, "ci_low": lo, "ci_high": hi,
+                     "n_test": int(res.correct.size), "epsilon": res.epsilon, "seconds": res.seconds,
+                     "history": res.history, "clients": u["clients"], "rounds": rounds,
+                     "local_steps": local_steps, "server_lr": server_lr if server_lr is not None else u["lr"],
+                     "model": u["model"], "dataset": u["dataset"]})
+    log.info("utility %s %s: accuracy %.3f in %.1fs (epsilon %s)", algorithm, defense, mean, res.seconds, res.epsilon)
+
+
+def utility_table(cfg: dict, inputs: Paths, scores_csv: str | os.PathLike, out: dict[str, str | os.PathLike]) -> None:
+    """Accuracy per defense and algorithm beside the attack success it buys; the privacy-utility figure."""
+    import pandas as pd
+
+    from labelleak.config import config_hash
+    from labelleak.reports.defenses import defense_label, privacy_utility_figure
+
+    u = cfg["utility"]
+    rows = pd.DataFrame([{k: v for k, v in read_json(p).items() if k != "history"} for p in inputs])
+    dm = cfg["defense_matrix"]
+    scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
+    scores = scores[(scores["model"] == dm["model"]) & (scores["n"] == dm["batch_size"])]
+    leak_method, leak_metric = u.get("leakage_method", "rlg"), u.get("leakage_metric", "f1")
+    agg = aggregate_defenses(scores[scores["method"] == leak_method], cfg)
+    leak = agg[agg["metric"] == leak_metric].set_index("defense")["mean"]
+    rows["leakage"] = rows["defense"].map(leak)
+    rows["table"], rows["config_hash"] = "utility", config_hash(cfg)
+    from labelleak.io import write_text
+
+    write_text(out["csv"], rows.to_csv(index=False, float_format="%.6g"))
+    title = (f"Accuracy of {u['model']} on {u['dataset']} trained federatedly ({u['clients']} clients; FedSGD "
+             f"{u['rounds']['fedsgd']} rounds, FedAvg {u['rounds']['fedavg']} rounds of {u['local_steps']['fedavg']} "
+             f"local steps) against {leak_method.upper()} {leak_metric} on {dm['model']} (N = {dm['batch_size']})")
+    lines = [f"# Utility: what each defense costs", "", f"{title}. Accuracy with a 95% bootstrap interval over test "
+             f"items; epsilon: DP-SGD's per-client (epsilon, {cfg.get('defenses', {}).get('delta', 1e-5)})-DP "
+             f"(Opacus RDP accountant). Config hash `{config_hash(cfg)}`.", "",
+             "| Defense | Algorithm | Accuracy | 95% CI | Cost vs none | " + f"{leak_method.upper()} {leak_metric} | "
+             "epsilon | server lr | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    base = rows[rows["defense"] == "none"].set_index("algorithm")["accuracy"]
+    order = {d: i for i, d in enumerate(u["defenses"])}
+    for _, r in rows.sort_values(["algorithm", "defense"], key=lambda s: s.map(order) if s.name == "defense" else s).iterrows():
+        cost = r["accuracy"] - base.get(r["algorithm"], np.nan)
+        eps = "" if r["epsilon"] is None or pd.isna(r["epsilon"]) else f"{r['epsilon']:.3g}"
+        lines.append(f"| {defense_label(r['defense'])} | {r['algorithm']} | {r['accuracy']:.3f} | "
+                     f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {cost:+.3f} | "
+                     f"{'n/a' if pd.isna(r['leakage']) else format(r['leakage'], '.3f')} | {eps} | {r['server_lr']:g} | "
+                     f"{r['seconds']:.1f} |")
+    write_text(out["md"], "\n".join(lines) + "\n")
+    privacy_utility_figure(rows, f"{leak_method.upper()} {leak_metric} (attack success, lower = more private)",
+                           title, {"pdf": out["pdf"], "png": out["png"]})
+
+
+# --------------------------------------------------------------------------- gradient sources (issue 6)
+def framework(cfg: dict, model_name: str) -> str:
+    """The framework that computes a model's updates: torch (default) or keras (models.<name>.framework)."""
+    return cfg["models"][model_name].get("framework", "torch")
+
+
+def _keras_model(cfg: dict, model_name: str, data, seed: int):
+    from labelleak.updates.keras_source import build_keras_model
+
+    spec = cfg["models"][model_name]
+    size = int(data.images(np.arange(1)).shape[-1])
+    return build_keras_model(spec["arch"], data.num_classes, size, seed=seed, weights=spec.get("weights"))
+
+
+def train_keras(cfg: dict, dataset_name: str, model_name: str, outputs: dict[str, str | os.PathLike]) -> None:
+    """Train a keras.applications model (random init or a weights file) and save its stage checkpoints."""
+    from labelleak.updates import keras_source as ks
+
+    tcfg = cfg["training"]
+    data = dataset(cfg, dataset_name, "train")
+    seed = derived_seed(cfg, "train", dataset_name, model_name)
+    model = _keras_model(cfg, model_name, data, seed)
+    device = ks.keras_device()
+    log.info("training %s (keras) on %s (%d items, %d classes) on %s", model_name, dataset_name, len(data),
+             data.num_classes, device)
+    by_step: dict[int, list[tuple[str, str | os.PathLike]]] = {}
+    for stage, path in outputs.items():
+        by_step.setdefault(tcfg["checkpoints"][stage], []).append((stage, path))
+
+    def save(step: int, m) -> None:
+        for stage, path in by_step.get(step, []):
+            ks.save_keras_checkpoint(path, m, framework="keras", arch=cfg["models"][model_name]["arch"],
+                                     num_classes=data.num_classes, step=step, stage=stage, dataset=dataset_name,
+                                     device=device)
+            log.info("saved stage %s (step %d) to %s", stage, step, path)
+
+    ks.train_keras(model, data, checkpoint_steps=list(by_step), on_checkpoint=save, batch_size=tcfg["batch_size"],
+                   lr=tcfg["lr"], momentum=tcfg.get("momentum", 0.9), seed=seed)
+
+
+def dump_keras(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: str | os.PathLike,
+               batches_file: str | os.PathLike, outputs: Paths) -> None:
+    """One update file per batch from a Keras model, by tf.GradientTape (same file format as torch)."""
+    from labelleak.data.sampling import load_batches
+    from labelleak.updates import keras_source as ks
+    from labelleak.updates.format import save_update
+
+    ucfg = cfg["updates"]
+    data = dataset(cfg, dataset_name, "eval")
+    batches, bmeta = load_batches(batches_file)
+    if len(outputs) != len(batches):
+        raise ValueError(f"{batches_file}: {len(batches)} batches for {len(outputs)} update files")
+    model = _keras_model(cfg, model_name, data, derived_seed(cfg, "train", dataset_name, model_name))
+    info = ks.load_keras_checkpoint(checkpoint, model)
+    device = ks.keras_device()
+    start = time.perf_counter()
+    for i, (batch, out) in enumerate(zip(batches, outputs)):
+        steps = [(ks.to_channels_last(data.images(idx)), data.labels[idx]) for idx in batch]
+        upd = ks.keras_projection_update(model, steps, lr=ucfg.get("local_lr", 0.1), bn_mode=ucfg.get("bn_mode", "eval"))
+        meta = {"dataset": dataset_name, "model": model_name, "arch": cfg["models"][model_name]["arch"],
+                "framework": "keras", "stage": stage, "checkpoint_step": info.get("step"), "batch": i,
+                "device": device, "bn_mode": ucfg.get("bn_mode", "eval"), "local_lr": ucfg.get("local_lr", 0.1),
+                "composition": bmeta.get("composition"), "batch_seed": bmeta.get("seed")}
+        save_update(out, upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch),
+                    labels=np.concatenate([data.labels[idx] for idx in batch]), meta=meta)
+        log.info("update %d/%d written (%.1fs elapsed)", i + 1, len(outputs), time.perf_counter() - start)
+    log.info("dumped %d Keras updates of %s/%s in %.1fs on %s", len(outputs), model_name, stage,
+             time.perf_counter() - start, device)
+
+
+#: framework -> its train and dump stages (torch's are train and dump above)
+FRAMEWORK_STAGES = {"keras": {"train": train_keras, "dump": dump_keras}}

@@ -1,9 +1,27 @@
 # Config validation (before any job runs), result paths and helpers shared by the rules.
+#
+# Conventions for all rules (`snakemake --lint` must stay clean; see README "Cluster"):
+# - thin: `script:` a 3-line workflow/scripts/*.py calling pipeline.run_job(snakemake.log[0], fn, ...)
+# - `log:` under "results/logs/<rule>/...", and `conda: ENV` (environment.yml, same pins as pyproject.toml)
+# - paths as plain "results/..." literals or f-strings (f"results/updates/{SETTING}/{{batch}}.npz"),
+#   never composed with + (lint: path composition with +); functions (def) only in this file, rule
+#   files hold rules and constants (lint: mixed rules and functions)
+# - long rules (training, dumping, gradient matching): `benchmark:` under "results/benchmarks/<rule>/...",
+#   progress lines in their log ("step i/n ... ~Ns left"), the device used in log and result metadata
+# - cheap rules (one attack, scores, tables, figures): `group: CHEAP` so that on a cluster all the
+#   connected cheap jobs run as one job (groups are inactive in local runs); seconds-long rules
+#   upstream of the GPU rules: `group: PREP`
+# - GPU rules: an entry under `set-resources` (gpu: 1, mem_mb, runtime) and `set-threads` in
+#   workflow/profiles/slurm/config.v8+.yaml; rules never ask for a device, they pick one
+#   (labelleak.device.pick_device: CUDA when present, else CPU)
+# - every table and figure output wrapped in report(..., caption="../report/<name>.rst",
+#   category=REPORT_TABLES or REPORT_FIGURES), the caption file under workflow/report/
 import os
 import sys
 
 from labelleak.config import check_paths, validate_config
 from labelleak.errors import ConfigError
+from snakemake.exceptions import WorkflowError
 
 try:
     validate_config(config)
@@ -13,16 +31,31 @@ except ConfigError as exc:
 
 
 R = "results"
-BATCHES = R + "/batches/{dataset}/{composition}_N{n}_K{k}.json"
-CHECKPOINT = R + "/models/{dataset}/{model}/{stage}.pt"
+BATCHES = "results/batches/{dataset}/{composition}_N{n}_K{k}.json"
+CHECKPOINT = "results/models/{dataset}/{model}/{stage}.pt"
 SETTING = "{dataset}/{model}/{stage}/{composition}_N{n}_K{k}"
-UPDATE = R + "/updates/" + SETTING + "/{batch}.npz"
-RESULT = R + "/attacks/{defense}/{method}/" + SETTING + "/{batch}.json"
+UPDATE = f"results/updates/{SETTING}/{{batch}}.npz"
+RESULT = f"results/attacks/{{defense}}/{{method}}/{SETTING}/{{batch}}.json"
+DEFENDED = f"results/defended/{{defense}}/{SETTING}/{{batch}}.npz"  # an update after a defense (not none)
 ENV = "../../environment.yml"
+CHEAP = "cheap"  # job group of second-long rules downstream of the updates (one cluster job)
+PREP = "prep"  # job group of second-long rules upstream of the GPU rules
+REPORT_TABLES = "Tables"
+REPORT_FIGURES = "Figures"
 
 STAGES = list(config["training"]["checkpoints"])
 BATCH_IDS = [f"{i:03d}" for i in range(config["sampling"]["num_batches"])]
-TORCH_THREADS = max(1, min(workflow.cores, os.cpu_count() or 1))
+
+
+def workflow_cores():
+    """--cores of a local run; a cluster executor has none (the profile's set-threads decide there)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return os.cpu_count() or 1
+
+
+TORCH_THREADS = max(1, min(workflow_cores(), os.cpu_count() or 1))  # a cluster run: set-threads
 
 
 wildcard_constraints:
@@ -33,10 +66,85 @@ wildcard_constraints:
     n=r"\d+",
     k=r"\d+",
     batch=r"\d+",
-    defense=r"none",
+    defense=r"none|[a-z][a-z0-9]*(?:-[0-9.e]+)*(?:\+[a-z][a-z0-9]*(?:-[0-9.e]+)*)*",
     method=r"[a-z0-9_]+",
 
 
 def with_braces(pattern):
     """Escape a path pattern's wildcards for expand(), keeping them as wildcards."""
     return pattern.replace("{", "{{").replace("}", "}}")
+
+
+# ---- functions of attacks.smk
+def attack_input(wildcards):
+    """The update an attack sees: the dumped update, or the defended one when the defense is not none."""
+    return UPDATE.format(**wildcards) if wildcards.defense == "none" else DEFENDED.format(**wildcards)
+
+
+def attack_checkpoint(wildcards):
+    """The model checkpoint, for attacks that declare they need the model (never the labels)."""
+    from labelleak.attacks import get_attack
+
+    return CHECKPOINT.format(**wildcards) if "model" in get_attack(wildcards.method).needs else []
+
+
+# ---- functions of reports.smk
+def table1_rows():
+    """(update, result, keys) for every cell of Table 1."""
+    t1 = config["table1"]
+    rows = []
+    for model in t1["models"]:
+        for n in t1["batch_sizes"]:
+            for method in t1["methods"]:
+                for batch in BATCH_IDS:
+                    keys = dict(dataset=t1["dataset"], model=model, stage=t1["stage"], n=n, k=1,
+                                composition=config["sampling"]["composition"], batch=batch)
+                    rows.append(dict(update=UPDATE.format(**keys),
+                                     result=RESULT.format(defense="none", method=method, **keys),
+                                     model=model, n=n, method=method, batch=batch))
+    return rows
+
+
+# ---- defenses.smk (issue 5): config check, paths and the rows of the defense study
+from labelleak import pipeline as _pipeline
+
+try:
+    _pipeline.check_defense_config(config)
+except ConfigError as exc:
+    sys.exit(f"labelleak: {exc}")
+
+DEFENDED_DIR = f"results/defended/{{defense}}/{SETTING}"
+# defense names (labelleak.defenses.NAME_PATTERN): any, update-stage transforms only, DP-SGD first
+DEFENSE_ANY = r"none|[a-z][a-z0-9]*(?:-[0-9.e]+)*(?:\+[a-z][a-z0-9]*(?:-[0-9.e]+)*)*"
+DEFENSE_TRANSFORM = r"(?!none$)(?!dpsgd)[a-z][a-z0-9]*(?:-[0-9.e]+)*(?:\+[a-z][a-z0-9]*(?:-[0-9.e]+)*)*"
+DEFENSE_DPSGD = r"dpsgd-[0-9.e]+-[0-9.e]+(?:\+[a-z][a-z0-9]*(?:-[0-9.e]+)*)*"
+UTILITY_RUN = "results/utility/{algorithm}/{defense}.json"
+
+
+def defense_rows(study):
+    """(update, result, keys) for every cell of one defense study: "table4" or "defense_matrix"."""
+    if study not in config:
+        return []
+    sec = config[study]
+    models = sec["models"] if study == "table4" else [sec["model"]]
+    methods = _pipeline.matrix_methods(config) if study == "defense_matrix" else sec["methods"]
+    rows = []
+    for model in models:
+        for defense in sec["defenses"]:
+            for method in methods:
+                for batch in BATCH_IDS:
+                    keys = dict(dataset=sec["dataset"], model=model, stage=sec["stage"], n=sec["batch_size"], k=1,
+                                composition=config["sampling"]["composition"], batch=batch)
+                    update = UPDATE.format(**keys) if defense == "none" else DEFENDED.format(defense=defense, **keys)
+                    rows.append(dict(update=update, result=RESULT.format(defense=defense, method=method, **keys),
+                                     dataset=sec["dataset"], model=model, stage=sec["stage"], n=sec["batch_size"],
+                                     defense=defense, method=method, batch=batch))
+    return rows
+
+
+# ---- functions of labels.smk
+def label_rows(table):
+    """(update, result, keys) of every attacked update of one label table."""
+    from labelleak.reports.labels import study_rows
+
+    return study_rows(config, table, UPDATE, RESULT)

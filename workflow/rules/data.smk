@@ -2,8 +2,10 @@ rule sample_batches:
     """Seeded batch index lists over a dataset's eval split (label composition under control)."""
     output:
         BATCHES,
+    group:
+        PREP
     log:
-        R + "/logs/sample_batches/{dataset}/{composition}_N{n}_K{k}.log",
+        "results/logs/sample_batches/{dataset}/{composition}_N{n}_K{k}.log",
     conda:
         ENV
     script:

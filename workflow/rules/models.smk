@@ -1,11 +1,11 @@
 rule train_model:
     """Train a model and keep one checkpoint per stage of config.training.checkpoints."""
     output:
-        expand(R + "/models/{{dataset}}/{{model}}/{stage}.pt", stage=STAGES),
+        expand("results/models/{{dataset}}/{{model}}/{stage}.pt", stage=STAGES),
     log:
-        R + "/logs/train_model/{dataset}/{model}.log",
+        "results/logs/train_model/{dataset}/{model}.log",
     benchmark:
-        R + "/benchmarks/train_model/{dataset}/{model}.tsv"
+        "results/benchmarks/train_model/{dataset}/{model}.tsv"
     threads: TORCH_THREADS
     conda:
         ENV

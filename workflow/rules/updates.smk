@@ -4,11 +4,11 @@ rule dump_updates:
         checkpoint=CHECKPOINT,
         batches=BATCHES,
     output:
-        expand(with_braces(R + "/updates/" + SETTING) + "/{batch}.npz", batch=BATCH_IDS),
+        expand(f"results/updates/{with_braces(SETTING)}/{{batch}}.npz", batch=BATCH_IDS),
     log:
-        R + "/logs/dump_updates/" + SETTING + ".log",
+        f"results/logs/dump_updates/{SETTING}.log",
     benchmark:
-        R + "/benchmarks/dump_updates/" + SETTING + ".tsv"
+        f"results/benchmarks/dump_updates/{SETTING}.tsv"
     threads: TORCH_THREADS
     conda:
         ENV

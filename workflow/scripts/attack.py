@@ -1,4 +1,5 @@
 from labelleak import pipeline
 
-pipeline.run_job(snakemake.log[0], pipeline.attack, snakemake.config, snakemake.wildcards.method,
-                 snakemake.input.npz, snakemake.output[0], threads=snakemake.threads)
+w = snakemake.wildcards
+pipeline.run_job(snakemake.log[0], pipeline.attack, snakemake.config, w.method, snakemake.input.npz, snakemake.output[0],
+                 snakemake.input.get("checkpoint"), w.dataset, w.model, threads=snakemake.threads)

@@ -1,6 +1,7 @@
 """Label attacks, one module per paper, registered by name (see :mod:`labelleak.attacks.base`)."""
 
 from labelleak.attacks import rlg, yin  # noqa: F401  (import registers the attacks)
+from labelleak.attacks import dlg, geng, idlg, ilrg, llg  # noqa: F401  (label attacks of the seed papers)
 from labelleak.attacks.base import Attack, Prediction, get_attack, registry, run_attack
 
 __all__ = ["Attack", "Prediction", "get_attack", "registry", "run_attack"]

@@ -16,7 +16,10 @@ from labelleak.errors import NotApplicable
 from labelleak.updates.format import Observation
 
 #: Optional observation fields an attack may declare (beyond ``dW``, which all attacks get).
-KNOWN_NEEDS = frozenset({"db", "W", "b", "batch_size", "steps", "model"})
+#: ``model`` is the network at the update's checkpoint (weights only, never labels) and
+#: ``aux_data`` the attacker's own labelled data (LLG+); the pipeline passes them as options.
+KNOWN_NEEDS = frozenset({"db", "W", "b", "batch_size", "steps", "model", "aux_data"})
+OPTION_NEEDS = frozenset({"model", "aux_data"})
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,12 @@ class Attack:
     description: str = ""
 
     def __call__(self, obs: Observation, **options) -> Prediction:
-        missing = sorted(n for n in self.needs if n != "model" and not obs.has(n))
+        missing = sorted(n for n in self.needs if n not in OPTION_NEEDS and not obs.has(n))
         if missing:
             raise NotApplicable(f"{self.name} needs {', '.join(missing)}, which this update does not have")
+        absent = sorted(n for n in self.needs & OPTION_NEEDS if options.get(n) is None)
+        if absent:
+            raise NotApplicable(f"{self.name} needs {', '.join(absent)}, which was not given")
         return self.run(obs, **options)
 
 

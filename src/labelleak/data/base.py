@@ -7,7 +7,8 @@ A dataset is anything with
 * ``labels: np.ndarray`` -- int64, shape ``(len(ds),)``, one class id in ``[0, num_classes)`` per
   item; cheap (no image is decoded to get it),
 * ``__len__()``,
-* ``images(indices) -> torch.Tensor`` -- float32 ``(n, 3, H, W)`` for the items ``indices`` (in that
+* ``images(indices) -> torch.Tensor`` -- float32 ``(n, 3, H, W)`` (MNIST: ``(n, 1, 28, 28)`` unless
+  ``channels: 3``) for the items ``indices`` (in that
   order, repeats allowed), normalized: roughly zero mean and unit variance per channel.
 
 :class:`ImageDataset` is that contract as an ABC (with index checking shared by the
@@ -76,11 +77,25 @@ def _build_imagenet_val(spec: Mapping[str, Any], split: str, seed: int | None) -
     return ImageNetVal.from_spec(spec, split)
 
 
+def _build_mnist(spec: Mapping[str, Any], split: str, seed: int | None) -> ImageDataset:
+    from labelleak.data.mnist import MNIST
+
+    return MNIST.from_spec(spec, split)
+
+
+def _build_cifar(spec: Mapping[str, Any], split: str, seed: int | None) -> ImageDataset:
+    from labelleak.data.cifar import CIFAR
+
+    return CIFAR.from_spec(spec, split)
+
+
 #: kind -> ``builder(spec, split, seed)``. Builders import their module lazily, so importing
 #: :mod:`labelleak.data` stays cheap.
 BUILDERS: dict[str, Callable[[Mapping[str, Any], str, int | None], ImageDataset]] = {
     "synthetic_images": _build_synthetic,
     "imagenet_val": _build_imagenet_val,
+    "mnist": _build_mnist,
+    "cifar": _build_cifar,
 }
 
 

@@ -11,10 +11,15 @@ from torch import nn
 from labelleak.errors import LabelleakError
 from labelleak.models.efficientnet import efficientnet_b0
 from labelleak.models.resnet import resnet50
+from labelleak.models.small import fcn3, lenet5, vgg11, vgg16
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet50,
     "efficientnet_b0": efficientnet_b0,
+    "fcn3": fcn3,
+    "lenet5": lenet5,
+    "vgg11": vgg11,
+    "vgg16": vgg16,
 }
 
 

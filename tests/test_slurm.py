@@ -1,0 +1,93 @@
+"""The smoke DAG through the slurm profile on a real (one-node, loopback) SLURM cluster.
+
+The cluster comes from tests/cluster/local_slurm.sh (apt-installs slurm-wlm and munge when missing,
+as root; one fake GPU). The tables must equal those of a local run of the same config: same seeds,
+same device (the fake GPU is no CUDA device, so both runs use the CPU) and the same torch threads.
+Deselect with ``-m "not slurm"``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "cluster" / "local_slurm.sh"
+CONFIG = "config/smoke.yaml"
+# Table 1 of the smoke config by default (CI time); LABELLEAK_SLURM_TARGET=tables runs every table.
+TARGET = os.environ.get("LABELLEAK_SLURM_TARGET", "table1")
+THREADS = 2  # torch threads of the GPU rules in both runs (the local run: --cores 2)
+TIMING_COLUMNS = ("seconds", "time", "wall")  # measured, not computed: excluded from the comparison
+
+pytestmark = pytest.mark.slurm
+
+
+def _copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for item in ("Snakefile", "workflow", "config", "environment.yml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A running local cluster; stopped afterwards only when this fixture started it."""
+    have_slurm = shutil.which("slurmctld") and shutil.which("sbatch")
+    if not have_slurm and (os.geteuid() != 0 or not shutil.which("apt-get")):
+        pytest.skip("no SLURM and cannot apt-get it (needs root); run tests/cluster/local_slurm.sh start")
+    env = dict(os.environ, SLURM_LOCAL_DIR=os.environ.get("SLURM_LOCAL_DIR", "/tmp/labelleak-slurm"))
+    was_up = subprocess.run(["bash", str(SCRIPT), "status"], env=env, capture_output=True).returncode == 0
+    proc = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    env["SLURM_CONF"] = os.environ.get("SLURM_LOCAL_CONF_DIR", "/etc/slurm") + "/slurm.conf"
+    yield env
+    if not was_up:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True)
+
+
+def _tables(work: Path) -> dict[str, pd.DataFrame]:
+    out = {}
+    for path in sorted((work / "results" / "tables").glob("*.csv")):
+        df = pd.read_csv(path)
+        out[path.name] = df.drop(columns=[c for c in df.columns if any(t in c for t in TIMING_COLUMNS)])
+    return out
+
+
+def test_slurm_tables_equal_local_tables(cluster, tmp_path):
+    local = _copy_workflow(tmp_path / "local")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(THREADS), TARGET,
+                           "--configfile", CONFIG], cwd=local, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    remote = _copy_workflow(tmp_path / "slurm")
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/slurm", TARGET,
+           "--configfile", CONFIG, "--jobs", "4", "--latency-wait", "5",
+           "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
+           "--default-resources", "slurm_partition=debug", "mem_mb=1000", "runtime=30",
+           "--set-threads", f"train_model={THREADS}", f"dump_updates={THREADS}", "--verbose"]  # logs sbatch calls
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=remote, capture_output=True, text=True, env=cluster, timeout=1500)
+    wall = time.perf_counter() - start
+    print(f"slurm run: {wall:.0f}s")
+    assert proc.returncode == 0, proc.stderr[-6000:]
+
+    want, got = _tables(local), _tables(remote)
+    assert want and set(got) == set(want)
+    for name in want:
+        pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+
+    # The jobs really went through SLURM, grouped, and the GPU rules asked for (and got) the fake GPU.
+    slurm_logs = list((remote / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert any("rule_train_model" in str(p) for p in slurm_logs)
+    assert any("group_cheap" in str(p) for p in slurm_logs), sorted({p.parent.name for p in slurm_logs})
+    assert not any("rule_attack" in str(p) for p in slurm_logs)
+    gpu_calls = [line for line in proc.stderr.splitlines() if "sbatch call" in line and "--gpus=1" in line]
+    assert gpu_calls and all("rule_train_model" in c or "rule_dump_updates" in c for c in gpu_calls)

@@ -1,0 +1,5 @@
+from labelleak import pipeline
+
+w = snakemake.wildcards
+pipeline.run_job(snakemake.log[0], pipeline.dump_dp, snakemake.config, w.defense, w.dataset, w.model, w.stage,
+                 snakemake.input.checkpoint, snakemake.input.batches, list(snakemake.output), threads=snakemake.threads)
