@@ -197,24 +197,30 @@ def attack_options(cfg: dict, method: str, obs) -> dict:
     return {}
 
 
-def attack(cfg: dict, method: str, update: str | os.PathLike, out: str | os.PathLike,
-           checkpoint: str | os.PathLike | None = None, dataset_name: str | None = None,
-           model_name: str | None = None) -> None:
-    """Run one attack on one update; an inapplicable attack writes an explicit n/a record.
+def attack(cfg: dict, method: str, updates, outs, checkpoint: str | os.PathLike | None = None,
+           dataset_name: str | None = None, model_name: str | None = None) -> None:
+    """Run one attack on every update of a setting (one result file each); n/a is an explicit record.
 
-    An attack that needs the model gets it built from ``checkpoint`` (weights only); one that
-    needs auxiliary data gets the attacker's own items of the dataset's train split.
+    ``updates`` and ``outs`` are paths or equally long lists of paths: one job per setting keeps
+    the per-process start-up (torch import, model build) off the per-update cost. An attack that
+    needs the model gets it built from ``checkpoint`` (weights only, once); one that needs
+    auxiliary data gets the attacker's own items of the dataset's train split.
     """
     from labelleak.attacks import get_attack, run_attack
     from labelleak.updates.format import load_observation
 
-    obs = load_observation(update)  # the attacker's view: no labels
+    updates = [updates] if isinstance(updates, (str, os.PathLike)) else list(updates)
+    outs = [outs] if isinstance(outs, (str, os.PathLike)) else list(outs)
+    if len(updates) != len(outs):
+        raise ValueError(f"{len(updates)} updates for {len(outs)} result files")
     extras = attacker_context(cfg, get_attack(method).needs, checkpoint, dataset_name, model_name)
-    record = run_attack(method, obs, **attack_options(cfg, method, obs), **extras)
-    record["update"] = str(update)
-    write_json(out, record)
-    log.info("%s on %s: %s, %s labels in %.2fs", method, update, record["status"],
-             "n/a" if record["labels"] is None else len(record["labels"]), record["seconds"])
+    for update, out in zip(updates, outs):
+        obs = load_observation(update)  # the attacker's view: no labels
+        record = run_attack(method, obs, **attack_options(cfg, method, obs), **extras)
+        record["update"] = str(update)
+        write_json(out, record)
+        log.info("%s on %s: %s, %s labels in %.2fs", method, update, record["status"],
+                 "n/a" if record["labels"] is None else len(record["labels"]), record["seconds"])
 
 
 # --------------------------------------------------------------------------- metrics and tables

@@ -1,14 +1,14 @@
 rule attack:
-    """One attack on one update: the cheap inference stage over the update cache."""
+    """One attack on every update of a setting (one result file per update): the cheap inference stage."""
     input:
-        npz=attack_input,
+        npz=attack_inputs,
         checkpoint=attack_checkpoint,
     output:
-        RESULT,
+        expand(f"results/attacks/{{{{defense}}}}/{{{{method}}}}/{with_braces(SETTING)}/{{batch}}.json", batch=BATCH_IDS),
     group:
         CHEAP
     log:
-        f"results/logs/attack/{{defense}}/{{method}}/{SETTING}/{{batch}}.log",
+        f"results/logs/attack/{{defense}}/{{method}}/{SETTING}.log",
     conda:
         ENV
     script:

@@ -76,9 +76,10 @@ def with_braces(pattern):
 
 
 # ---- functions of attacks.smk
-def attack_input(wildcards):
-    """The update an attack sees: the dumped update, or the defended one when the defense is not none."""
-    return UPDATE.format(**wildcards) if wildcards.defense == "none" else DEFENDED.format(**wildcards)
+def attack_inputs(wildcards):
+    """The updates an attack job sees: the dumped ones, or the defended ones when the defense is not none."""
+    pattern = UPDATE if wildcards.defense == "none" else DEFENDED
+    return [pattern.format(batch=b, **wildcards) for b in BATCH_IDS]
 
 
 def attack_checkpoint(wildcards):
