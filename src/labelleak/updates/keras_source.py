@@ -147,14 +147,14 @@ def train_keras(model, dataset, *, checkpoint_steps, on_checkpoint, batch_size: 
                 momentum: float = 0.9, seed: int = 0, log_every: int = 10) -> None:
     """SGD (Nesterov momentum, warm-up then cosine decay, as the torch trainer) for max(checkpoint_steps)."""
     import logging
-    import math
     import time
+
+    from labelleak.models.train import batch_order, lr_factor
 
     tf = import_tf()
     log = logging.getLogger(__name__)
     steps = sorted(set(checkpoint_steps))
     total = steps[-1]
-    warmup = max(1, total // 20)
     rng = np.random.default_rng(seed)
     opt = tf.keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=momentum > 0)
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -166,17 +166,13 @@ def train_keras(model, dataset, *, checkpoint_steps, on_checkpoint, batch_size: 
         opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss
 
-    order, pos = rng.permutation(len(dataset)), 0
+    batches = batch_order(len(dataset), batch_size, rng)
     if 0 in steps:
         on_checkpoint(0, model)
     start = time.perf_counter()
     for step in range(1, total + 1):
-        if pos + batch_size > len(order):
-            order, pos = rng.permutation(len(dataset)), 0
-        idx = order[pos:pos + batch_size]
-        pos += batch_size
-        s = step - 1
-        opt.learning_rate.assign(lr * min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        idx = next(batches)
+        opt.learning_rate.assign(lr * lr_factor(step - 1, total))
         loss = step_fn(to_channels_last(dataset.images(idx)), dataset.labels[idx])
         if step % log_every == 0 or step == total:
             elapsed = time.perf_counter() - start
