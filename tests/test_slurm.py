@@ -24,9 +24,8 @@ CONFIG = "config/smoke.yaml"
 # Table 1 of the smoke config by default (CI time), on EfficientNetB0 only (the GPU request path is the
 # same for both models); LABELLEAK_SLURM_TARGET=tables runs every table of the full smoke config.
 TARGET = os.environ.get("LABELLEAK_SLURM_TARGET", "table1")
-OVERRIDE = [] if TARGET != "table1" else [
-    "--config", "table1={dataset: synth100, models: [efficientnet_b0], stage: pretrained, batch_sizes: [10], "
-                "methods: [yin, rlg]}"]
+OVERRIDE = "{}\n" if TARGET != "table1" else (
+    "table1: {dataset: synth100, models: [efficientnet_b0], stage: pretrained, batch_sizes: [10], methods: [yin, rlg]}\n")
 THREADS = 2  # torch threads of the GPU rules in both runs (the local run: --cores 2)
 TIMING_COLUMNS = ("seconds", "time", "wall")  # measured, not computed: excluded from the comparison
 
@@ -38,7 +37,11 @@ def _copy_workflow(dest: Path) -> Path:
     for item in ("Snakefile", "workflow", "config", "environment.yml"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    (dest / "config" / "slurm_test.yaml").write_text(OVERRIDE)  # merged after the smoke config
     return dest
+
+
+CONFIGS = [CONFIG, "config/slurm_test.yaml"]
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +71,12 @@ def _tables(work: Path) -> dict[str, pd.DataFrame]:
 def test_slurm_tables_equal_local_tables(cluster, tmp_path):
     local = _copy_workflow(tmp_path / "local")
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(THREADS), TARGET,
-                           "--configfile", CONFIG, *OVERRIDE], cwd=local, capture_output=True, text=True)
+                           "--configfile", *CONFIGS], cwd=local, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     remote = _copy_workflow(tmp_path / "slurm")
     cmd = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/slurm", TARGET,
-           "--configfile", CONFIG, *OVERRIDE, "--jobs", "4", "--latency-wait", "5",
+           "--configfile", *CONFIGS, "--jobs", "4", "--latency-wait", "5",
            "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
            "--default-resources", "slurm_partition=debug", "mem_mb=1000", "runtime=30",
            "--set-threads", f"train_model={THREADS}", f"dump_updates={THREADS}", "--verbose"]  # logs sbatch calls
