@@ -19,6 +19,7 @@ include: "workflow/rules/attacks.smk"
 include: "workflow/rules/reports.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/defenses.smk"
+include: "workflow/rules/speech.smk"
 
 
 rule tables:
@@ -28,3 +29,4 @@ rule tables:
         rules.table1.output,
         [getattr(rules, t).output for t in LABEL_TABLES],  # label attacks (issue 3)
         [getattr(rules, t).output for t in DEFENSE_TABLES],  # defenses: table4, defense_matrix, utility (issue 5)
+        [getattr(rules, t).output for t in SPEECH_STUDIES],  # speech: tables 2, 3, 5, figure 2 (issue 4)

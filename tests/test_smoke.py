@@ -115,7 +115,8 @@ def test_defense_tables_and_figure(smoke_run):
     cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     tables = smoke_run / "results" / "tables"
     t4 = pd.read_csv(tables / "table4.csv")
-    assert len(t4) == len(cfg["table4"]["defenses"]) * len(cfg["table4"]["models"]) * 4
+    blocks = len(cfg["table4"]["models"]) + (cfg["table4"].get("speech_stage") is not None)  # + the ASR block
+    assert len(t4) == len(cfg["table4"]["defenses"]) * blocks * 4
     cell = t4.set_index(["defense_name", "metric"])["mean"]
     assert cell["none", "f1"] >= 0.95
     assert cell["signsgd", "exact_match"] <= 0.34 and cell["signsgd", "f1"] < cell["none", "f1"]
@@ -149,3 +150,61 @@ def test_report_collects_every_table_and_figure(smoke_run):
     assert "table1." in stems
     missing = sorted(s for s in stems if not any(n.startswith(s) for n in names))
     assert not missing, f"not in the report: {missing}"
+
+
+@pytest.mark.smoke
+def test_speech_tables_reproduce_the_papers_findings(smoke_run):
+    """RLG reveals the whole bag of words of untrained updates; GM + BoW beats GM without it on EM."""
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    tables = smoke_run / "results" / "tables"
+    t2 = pd.read_csv(tables / "table2.csv").set_index(["row", "metric"])
+    assert t2.loc[("RLG (0)", "recall"), "mean"] == 1.0
+    assert t2.loc[("RLG (0)", "recall"), "n_updates"] == cfg["speech"]["num_updates"]
+    t5 = pd.read_csv(tables / "table5.csv").set_index(["row", "metric"])["mean"]
+    runs = cfg["attacks"]["gm_bow"]["runs"]
+    assert t5[f"GM with BoW (best of {runs})", "transcript_em"] > t5["GM w/o BoW (1 run)", "transcript_em"]
+    assert t5["GM w/o BoW (1 run)", "num_variables"] > t5[f"GM with BoW (best of {runs})", "num_variables"]
+    t3 = pd.read_csv(tables / "table3.csv")
+    assert set(t3["S"]) == {"true S", "estimated S"}
+    assert len(t3) == len(cfg["table3"]["shapes"]) * 2 * 4
+    assert "Published" in (tables / "table3.md").read_text()
+    t4 = pd.read_csv(tables / "table4.csv").set_index(["model", "defense_name", "metric"])["mean"]
+    assert t4["las", "none", "recall"] == 1.0
+    assert (smoke_run / "results" / "figures" / "figure2.png").stat().st_size > 1000
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.smoke
+@pytest.mark.skipif(not (SHARED / "librispeech").is_dir(), reason="../shared/data/librispeech not present")
+def test_speech_tables_on_a_librispeech_slice(tmp_path):
+    """The real-data speech config, sliced: the paper's utterances, groupings and 16k word pieces."""
+    for item in ("Snakefile", "workflow", "config", "environment.yml"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    ls, samples = SHARED / "librispeech", SHARED / "librispeech" / "paper-samples"
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    cfg["speech"]["corpus"] = "librispeech"
+    cfg["speech"]["corpora"] = {"librispeech": {
+        "kind": "librispeech", "transcripts": [str(ls / "test-clean.trans.txt"), str(ls / "test-other.trans.txt")],
+        "vocab": str(SHARED / "vocab" / "wpm_16k_librispeech.vocab"),
+        "selection": str(samples / "test-sorted_less_50.ids"), "audio": "synthetic",
+        "groupings": {"2x1": str(samples / "test_less_50_group_2.txt"), "1x2": str(samples / "test_less_50_step_4.txt")}}}
+    cfg["speech"]["num_updates"] = 3
+    cfg["table2"] = {"stages": ["0"], "gm_stage": "0", "gm_updates": 1}
+    cfg["table3"] = {"stage": "0", "shapes": [[2, 1]]}
+    cfg["attacks"]["gm_asr"]["max_steps"] = 20  # the GM row of Table 2 at 16k pieces: seconds, not minutes
+    (tmp_path / "librispeech.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "table2", "table3",
+                           "--configfile", "librispeech.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    t2 = pd.read_csv(tmp_path / "results" / "tables" / "table2.csv").set_index(["row", "metric"])["mean"]
+    assert t2["RLG (0)", "recall"] == 1.0 and t2["RLG (0)", "precision"] == 1.0
+    groups = yaml.safe_load((tmp_path / "results" / "batches" / "librispeech" / "utt_N2_K1.json").read_text())
+    first = (samples / "test_less_50_group_2.txt").read_text().splitlines()[0].split(",")
+    assert groups["groups"][0] == [first]  # the paper's first 2-utterance batch, one step
+    from labelleak.updates.format import load_ground_truth
+
+    truth = load_ground_truth(tmp_path / "results" / "updates" / "librispeech" / "las" / "0" / "utt_N2_K1" / "000.npz")
+    assert truth.labels.max() < 16328 and (truth.labels == 2).sum() == 2  # one </s> per utterance

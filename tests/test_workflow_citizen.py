@@ -15,7 +15,7 @@ tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.v8+.yaml"
-CONDA_NAMES = {"matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}  # conda-forge's names
+CONDA_NAMES = {"matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal", "soundfile": "pysoundfile"}  # conda-forge's names
 
 
 def _copy(dest: Path) -> Path:
@@ -64,7 +64,7 @@ def test_slurm_profile_asks_gpus_for_gpu_rules_and_works_without_accounting():
     assert profile["slurm-status-command"] == "squeue"  # sacct hangs the plugin when accounting is off
     assert profile["jobs"] >= 1 and profile["retries"] >= 1 and profile["latency-wait"] > 0
     rules_text = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
-    for rule in ("train_model", "dump_updates"):
+    for rule in ("train_model", "dump_updates", "train_asr", "dump_asr_updates", "match_transcripts"):
         res = profile["set-resources"][rule]
         assert res["gpu"] == 1 and "mem_mb" in res and res["runtime"] > 0
         assert f"rule {rule}:" in rules_text

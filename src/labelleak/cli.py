@@ -12,6 +12,7 @@ import argparse
 import inspect
 import json
 import sys
+from pathlib import Path
 
 from labelleak.errors import LabelleakError, NotApplicable
 
@@ -30,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="number of label positions S, when known (RLG: skips the rank estimate)")
     reveal.add_argument("--checkpoint", default=None, metavar="PATH",
                         help="model checkpoint at the update's stage, for attacks that need the model "
-                             "(llg_plus, llg_star, geng, dlg)")
+                             "(llg_plus, llg_star, geng, dlg; gm_asr, gm_bow: the ASR checkpoint, and the "
+                             "update's sibling UPDATE.decoder.npz)")
     reveal.add_argument("--input-shape", default=None, metavar="C,H,W",
                         help="input shape of a checkpoint's model that does not record one (resnet50, ...)")
     reveal.add_argument("--config", default=None, metavar="YAML",
@@ -56,6 +58,8 @@ def _reveal(args) -> int:
            "num_labels": None if pred.num_labels is None else int(pred.num_labels)}
     if pred.counts is not None:
         out["counts"] = {str(int(k)): int(v) for k, v in sorted(pred.counts.items())}
+    if "transcript" in pred.info:  # gradients matching on an ASR update: the piece ids in order
+        out["transcript"] = [int(t) for t in pred.info["transcript"]]
     print(json.dumps(out))
     return 0
 
@@ -73,6 +77,11 @@ def _context(args, needs) -> dict:
             except ValueError:
                 raise LabelleakError(f"--input-shape must be integers like 3,32,32, got {args.input_shape!r}") from None
         context["model"] = model_from_checkpoint(args.checkpoint, shape)
+    if "decoder_update" in needs:
+        from labelleak.updates.asr import decoder_path, load_decoder_update
+
+        if Path(decoder_path(args.update)).exists():  # else the attack reports what it lacks (exit 3)
+            context["decoder_update"] = load_decoder_update(args.update)
     if "aux_data" in needs and args.config and args.dataset:
         from labelleak.config import load_config
         from labelleak.pipeline import auxiliary_data

@@ -92,6 +92,7 @@ def _check_references(cfg: dict) -> None:
             if key not in spec:
                 raise ConfigError(f"config key 'datasets.{name}.{key}': required for kind {spec['kind']!r}")
     _check_label_tables(cfg)
+    _check_speech(cfg)
 
 
 LABEL_TABLES = ("idlg_table", "ilrg_table", "geng_table", "leaderboard")
@@ -118,6 +119,46 @@ def _check_label_tables(cfg: dict) -> None:
             raise ConfigError(f"config key '{table}.figure_stage': {t['figure_stage']!r} is not one of its stages")
 
 
+#: The speech studies, their required keys, and which key names stages / counts of updates.
+SPEECH_STUDIES = {"table2": ("stages", "gm_stage"), "table3": ("stage", "shapes"), "table5": ("stage",),
+                  "figure2": ("stages", "num_updates")}
+
+
+def _check_speech(cfg: dict) -> None:
+    """The speech tables name defined checkpoints and need no more updates than each setting has."""
+    studies = [s for s in SPEECH_STUDIES if s in cfg]
+    speech = cfg.get("speech")
+    if speech is None:
+        if studies:
+            raise ConfigError(f"config key '{studies[0]}': needs a 'speech' section (corpus, model, training)")
+        return
+    if speech["corpus"] not in speech["corpora"]:
+        raise ConfigError(f"config key 'speech.corpus': {speech['corpus']!r} is not defined under 'speech.corpora'")
+    clash = sorted(set(speech["corpora"]) & set(cfg["datasets"]))
+    if clash:
+        raise ConfigError(f"config key 'speech.corpora.{clash[0]}': the name is also an image dataset")
+    stages = speech["training"]["checkpoints"]
+    t4_stage = (cfg.get("table4") or {}).get("speech_stage")
+    if t4_stage is not None and str(t4_stage) not in stages:
+        raise ConfigError(f"config key 'table4.speech_stage': {t4_stage!r} is not a stage of "
+                          f"'speech.training.checkpoints'")
+    for study in studies:
+        sec = cfg[study]
+        for key in SPEECH_STUDIES[study]:
+            if key not in sec:
+                raise ConfigError(f"config key '{study}.{key}': required")
+        named = [("stage", sec.get("stage")), ("gm_stage", sec.get("gm_stage"))]
+        named += [(f"stages.{i}", s) for i, s in enumerate(sec.get("stages", []))]
+        for key, stage in named:
+            if stage is not None and str(stage) not in stages:
+                raise ConfigError(f"config key '{study}.{key}': {stage!r} is not a stage of "
+                                  f"'speech.training.checkpoints'")
+        for key in ("num_updates", "gm_updates"):
+            if sec.get(key, 0) > speech["num_updates"]:
+                raise ConfigError(f"config key '{study}.{key}': {sec[key]} > speech.num_updates "
+                                  f"({speech['num_updates']}), the updates each setting has")
+
+
 def check_paths(cfg: dict) -> None:
     """Every path the config names must exist before any job runs (one line naming the path)."""
     for name, spec in cfg["datasets"].items():
@@ -126,6 +167,16 @@ def check_paths(cfg: dict) -> None:
                 raise ConfigError(f"config key 'datasets.{name}.{key}': {spec[key]}: no such file or directory "
                                   f"(expected an ImageNet validation folder of ILSVRC2012_val_*.JPEG files and a "
                                   f"label file with lines '<file> <class index>')")
+    for name, spec in cfg.get("speech", {}).get("corpora", {}).items():
+        paths = [("transcripts", p) for p in spec.get("transcripts", [])]
+        paths += [(k, spec.get(k)) for k in ("vocab", "audio_root")]
+        paths += [("selection", spec.get("selection"))] if spec.get("selection") not in (None, "paper_rule") else []
+        paths += [(f"groupings.{k}", v) for k, v in (spec.get("groupings") or {}).items()]
+        for key, path in paths:
+            if path and not Path(path).exists():
+                raise ConfigError(f"config key 'speech.corpora.{name}.{key}': {path}: no such file or directory "
+                                  f"(expected LibriSpeech *.trans.txt transcripts, a word-piece vocabulary with one "
+                                  f"piece per line, and the paper-samples id / grouping files)")
     for name, spec in cfg["models"].items():
         if spec.get("weights") and not Path(spec["weights"]).is_file():
             raise ConfigError(f"config key 'models.{name}.weights': {spec['weights']}: no such file")

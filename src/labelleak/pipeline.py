@@ -145,6 +145,23 @@ def train(cfg: dict, dataset_name: str, model_name: str, outputs: dict[str, str 
 
 
 # --------------------------------------------------------------------------- updates
+def _prepare_dump(cfg: dict, dataset_name: str, model_name: str, checkpoint, batches_file, outputs: Paths):
+    """What every dump job starts from: eval data, its batches (one per output), the model at the checkpoint."""
+    from labelleak.data.sampling import load_batches
+    from labelleak.device import pick_device
+    from labelleak.models.train import load_checkpoint
+
+    data = dataset(cfg, dataset_name, "eval")
+    batches, bmeta = load_batches(batches_file)
+    if len(outputs) != len(batches):
+        raise ValueError(f"{batches_file}: {len(batches)} batches for {len(outputs)} update files")
+    device = pick_device(cfg.get("device", "auto"))
+    model = build(cfg, model_name, data.num_classes)
+    info = load_checkpoint(checkpoint, model)
+    model.to(device).eval()
+    return data, batches, bmeta, model, info, device
+
+
 def dump(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: str | os.PathLike,
          batches_file: str | os.PathLike, outputs: Paths) -> None:
     """One update file per batch, by autograd on the full model at the given checkpoint."""
@@ -153,21 +170,14 @@ def dump(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: 
                                                                     batches_file, outputs)
     import torch
 
-    from labelleak.data.sampling import load_batches
-    from labelleak.device import describe, pick_device
-    from labelleak.models.train import load_checkpoint
+    from labelleak.device import describe
     from labelleak.updates.compute import projection_update
     from labelleak.updates.format import save_update
 
     ucfg = cfg["updates"]
-    data = dataset(cfg, dataset_name, "eval")
-    batches, bmeta = load_batches(batches_file)
-    if len(outputs) != len(batches):
-        raise ValueError(f"{batches_file}: {len(batches)} batches for {len(outputs)} update files")
-    device = pick_device(cfg.get("device", "auto"))
-    model = build(cfg, model_name, data.num_classes)
-    info = load_checkpoint(checkpoint, model)
-    model.to(device, memory_format=torch.channels_last).eval()
+    data, batches, bmeta, model, info, device = _prepare_dump(cfg, dataset_name, model_name, checkpoint,
+                                                              batches_file, outputs)
+    model.to(memory_format=torch.channels_last)
     start = time.perf_counter()
     for i, (batch, out) in enumerate(zip(batches, outputs)):
         steps = [(data.images(idx).to(device, memory_format=torch.channels_last), torch.as_tensor(data.labels[idx], device=device)) for idx in batch]
@@ -207,17 +217,23 @@ def attack(cfg: dict, method: str, updates, outs, checkpoint: str | os.PathLike 
     auxiliary data gets the attacker's own items of the dataset's train split.
     """
     from labelleak.attacks import get_attack, run_attack
-    from labelleak.updates.format import load_observation
+    from labelleak.pipeline_speech import ORACLE_METHODS, attack_name
+    from labelleak.updates.format import load_ground_truth, load_observation
 
     updates = [updates] if isinstance(updates, (str, os.PathLike)) else list(updates)
     outs = [outs] if isinstance(outs, (str, os.PathLike)) else list(outs)
     if len(updates) != len(outs):
         raise ValueError(f"{len(updates)} updates for {len(outs)} result files")
-    extras = attacker_context(cfg, get_attack(method).needs, checkpoint, dataset_name, model_name)
+    name = attack_name(method)
+    needs = get_attack(name).needs
+    extras = attacker_context(cfg, needs, checkpoint, dataset_name, model_name)
     for update, out in zip(updates, outs):
         obs = load_observation(update)  # the attacker's view: no labels
-        record = run_attack(method, obs, **attack_options(cfg, method, obs), **extras)
-        record["update"] = str(update)
+        options = {**attack_options(cfg, name, obs), **extras, **update_context(needs, update)}
+        if method in ORACLE_METHODS:  # an experimenter's oracle, named in the method and the tables
+            options[ORACLE_METHODS[method][1]] = int(load_ground_truth(update).labels.size)
+        record = run_attack(name, obs, **options)
+        record.update(method=method, update=str(update))
         write_json(out, record)
         log.info("%s on %s: %s, %s labels in %.2fs", method, update, record["status"],
                  "n/a" if record["labels"] is None else len(record["labels"]), record["seconds"])
@@ -236,12 +252,14 @@ def score(rows: list[dict], out: str | os.PathLike) -> None:
     for row in rows:
         truth = load_ground_truth(row["update"])
         result = read_json(row["result"])
-        rec = {k: v for k, v in row.items() if k not in ("update", "result")}
-        rec.update(status=result["status"], seconds=result["seconds"], true_set_size=len(truth.label_set),
+        rec = {k: v for k, v in row.items() if k not in ("update", "result", "ignore_ids_upto")}
+        floor = row.get("ignore_ids_upto", -1)  # a bag of words leaves out <unk>, <s>, </s> (ids 0-2)
+        true_set = {int(c) for c in truth.label_set if c > floor}
+        rec.update(status=result["status"], seconds=result["seconds"], true_set_size=len(true_set),
                    true_num_labels=int(truth.labels.size), reason=result.get("reason", ""))
         if result["status"] == "ok":
-            rec.update(set_scores(result["labels"], truth.label_set), pred_set_size=len(result["labels"]),
-                       num_labels=result["num_labels"])
+            pred = {int(c) for c in result["labels"] if c > floor}
+            rec.update(set_scores(pred, true_set), pred_set_size=len(pred), num_labels=result["num_labels"])
         else:
             rec.update({m: np.nan for m in SET_METRICS}, pred_set_size=np.nan, num_labels=np.nan)
         records.append(rec)
@@ -316,12 +334,29 @@ def auxiliary_data(cfg: dict, dataset_name: str):
 
 def attacker_context(cfg: dict, needs, checkpoint, dataset_name, model_name) -> dict:
     """The options an attack declares beyond the observation (model, auxiliary data), else nothing."""
+    from labelleak.pipeline_speech import is_speech
+
     extras: dict = {}
-    if "model" in needs and checkpoint:
+    if "model" in needs and checkpoint and is_speech(cfg, dataset_name):
+        from labelleak.models.asr_train import load_asr_checkpoint
+
+        extras["model"] = load_asr_checkpoint(checkpoint).eval()
+    elif "model" in needs and checkpoint:
         extras["model"] = load_model(cfg, model_name, checkpoint, dataset_name)
     if "aux_data" in needs and dataset_name:
         extras["aux_data"] = auxiliary_data(cfg, dataset_name)
     return extras
+
+
+def update_context(needs, update) -> dict:
+    """Per-update options an attack declares: the decoder's update of an ASR update (sibling file)."""
+    if "decoder_update" not in needs:
+        return {}
+    from labelleak.updates.asr import decoder_path, load_decoder_update
+
+    if not Path(decoder_path(update)).exists():  # an image update: the attack reports n/a
+        return {}
+    return {"decoder_update": load_decoder_update(update)}
 
 
 def score_labels(rows: list[dict], out: str | os.PathLike) -> None:
@@ -441,11 +476,9 @@ def dump_dp(cfg: dict, defense: str, dataset_name: str, model_name: str, stage: 
     """DP-SGD updates (per-sample clipping + noise while computing), then any update-stage parts of the name."""
     import torch
 
-    from labelleak.data.sampling import load_batches
     from labelleak.defenses import apply, compute_step
     from labelleak.defenses.dpsgd import dp_projection_update, epsilon
-    from labelleak.device import describe, pick_device
-    from labelleak.models.train import load_checkpoint
+    from labelleak.device import describe
     from labelleak.updates.format import save_update
 
     step = compute_step(defense)
@@ -454,14 +487,8 @@ def dump_dp(cfg: dict, defense: str, dataset_name: str, model_name: str, stage: 
     clip, sigma = step.values
     ucfg = cfg["updates"]
     delta = cfg.get("defenses", {}).get("delta", 1e-5)
-    data = dataset(cfg, dataset_name, "eval")
-    batches, bmeta = load_batches(batches_file)
-    if len(outputs) != len(batches):
-        raise ValueError(f"{batches_file}: {len(batches)} batches for {len(outputs)} update files")
-    device = pick_device(cfg.get("device", "auto"))
-    model = build(cfg, model_name, data.num_classes)
-    info = load_checkpoint(checkpoint, model)
-    model.to(device).eval()
+    data, batches, bmeta, model, info, device = _prepare_dump(cfg, dataset_name, model_name, checkpoint,
+                                                              batches_file, outputs)
     start = time.perf_counter()
     for i, (batch, out) in enumerate(zip(batches, outputs)):
         rng = np.random.default_rng(derived_seed(cfg, "dpsgd", defense, dataset_name, model_name, stage,
@@ -500,21 +527,25 @@ def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
 
     t4 = cfg["table4"]
     scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
-    scores = scores[scores["defense"].isin(t4["defenses"]) & scores["model"].isin(t4["models"])
-                    & scores["method"].isin(t4["methods"]) & (scores["n"] == t4["batch_size"])]
+    image = scores["model"].isin(t4["models"]) & (scores["n"] == t4["batch_size"])
+    speech = (scores["model"] == "las") if t4.get("speech_stage") is not None else False
+    scores = scores[scores["defense"].isin(t4["defenses"]) & scores["method"].isin(t4["methods"]) & (image | speech)]
+    models = [*t4["models"], *(["las"] if t4.get("speech_stage") is not None else [])]
+    asr_note = (f" ASR (las): stage {t4['speech_stage']}, one utterance per update, the bag of words without ids "
+                f"0-2 ({cfg['speech']['num_updates']} updates)." if "las" in models else "")
     agg = aggregate(scores, ["method", "defense", "model"], SET_METRICS, seed=cfg["seed"])
     labels = {d: defense_label(d) for d in t4["defenses"]}
     agg = agg.assign(defense_name=agg["defense"], defense=agg["defense"].map(labels))
     spec = TableSpec(name="table4", title="Table 4: RLG against defenses",
                      caption=f"{TABLE4_CAPTION} Dataset {t4['dataset']}, stage {t4['stage']}, N = {t4['batch_size']}, "
-                             f"{cfg['sampling']['num_batches']} batches.",
+                             f"{cfg['sampling']['num_batches']} batches." + asr_note,
                      rows=("method", "defense"), block="model", metrics=SET_METRICS,
                      row_order={"method": tuple(t4["methods"]), "defense": tuple(labels.values())},
-                     block_order=tuple(t4["models"]))
+                     block_order=tuple(models))
     write_table(agg, spec, config_hash(cfg), out, extra_columns={"dataset": t4["dataset"], "stage": t4["stage"],
                                                                   "n": t4["batch_size"]})
     published = table4_frame()
-    published = published[published["defense"].isin(t4["defenses"]) & published["model"].isin(t4["models"])]
+    published = published[published["defense"].isin(t4["defenses"]) & published["model"].isin(models)]
     published = published.assign(defense=published["defense"].map(labels), n_updates=100, n_na=0)
     paper = TableSpec(name="table4_paper", title="Published (Dang et al. 2021, Table 4; ImageNet, Keras pretrained)",
                       caption="Means over 100 batches of N = 10, as printed in the paper, for comparison.",
@@ -613,7 +644,7 @@ def utility_table(cfg: dict, inputs: Paths, scores_csv: str | os.PathLike, out: 
     title = (f"Accuracy of {u['model']} on {u['dataset']} trained federatedly ({u['clients']} clients; FedSGD "
              f"{u['rounds']['fedsgd']} rounds, FedAvg {u['rounds']['fedavg']} rounds of {u['local_steps']['fedavg']} "
              f"local steps) against {leak_method.upper()} {leak_metric} on {dm['model']} (N = {dm['batch_size']})")
-    lines = [f"# Utility: what each defense costs", "", f"{title}. Accuracy with a 95% bootstrap interval over test "
+    lines = ["# Utility: what each defense costs", "", f"{title}. Accuracy with a 95% bootstrap interval over test "
              f"items; epsilon: DP-SGD's per-client (epsilon, {cfg.get('defenses', {}).get('delta', 1e-5)})-DP "
              f"(Opacus RDP accountant). Config hash `{config_hash(cfg)}`.", "",
              "| Defense | Algorithm | Accuracy | 95% CI | Cost vs none | " + f"{leak_method.upper()} {leak_metric} | "

@@ -7,6 +7,8 @@ rule attack:
         expand(f"results/attacks/{{{{defense}}}}/{{{{method}}}}/{with_braces(SETTING)}/{{batch}}.json", batch=BATCH_IDS),
     group:
         CHEAP
+    wildcard_constraints:
+        dataset=IMAGE_DATASETS,
     log:
         f"results/logs/attack/{{defense}}/{{method}}/{SETTING}.log",
     conda:

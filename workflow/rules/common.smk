@@ -17,6 +17,7 @@
 # - every table and figure output wrapped in report(..., caption="../report/<name>.rst",
 #   category=REPORT_TABLES or REPORT_FIGURES), the caption file under workflow/report/
 import os
+import re
 import sys
 
 from labelleak.config import check_paths, validate_config
@@ -85,8 +86,9 @@ def attack_inputs(wildcards):
 def attack_checkpoint(wildcards):
     """The model checkpoint, for attacks that declare they need the model (never the labels)."""
     from labelleak.attacks import get_attack
+    from labelleak.pipeline_speech import attack_name
 
-    return CHECKPOINT.format(**wildcards) if "model" in get_attack(wildcards.method).needs else []
+    return CHECKPOINT.format(**wildcards) if "model" in get_attack(attack_name(wildcards.method)).needs else []
 
 
 # ---- functions of reports.smk
@@ -140,6 +142,24 @@ def defense_rows(study):
                     rows.append(dict(update=update, result=RESULT.format(defense=defense, method=method, **keys),
                                      dataset=sec["dataset"], model=model, stage=sec["stage"], n=sec["batch_size"],
                                      defense=defense, method=method, batch=batch))
+    if study == "table4" and sec.get("speech_stage") is not None and config.get("speech"):
+        rows += speech_defense_rows(sec)
+    return rows
+
+
+def speech_defense_rows(sec):
+    """Table 4's ASR block: RLG on single-utterance updates of the ASR model (bag of words: ids > 2)."""
+    corpus = config["speech"]["corpus"]
+    rows = []
+    for defense in sec["defenses"]:
+        for method in sec["methods"]:
+            for batch in [f"{i:03d}" for i in range(config["speech"]["num_updates"])]:
+                keys = dict(dataset=corpus, model="las", stage=sec["speech_stage"], n=1, k=1, composition="utt",
+                            batch=batch)
+                update = UPDATE.format(**keys) if defense == "none" else DEFENDED.format(defense=defense, **keys)
+                rows.append(dict(update=update, result=RESULT.format(defense=defense, method=method, **keys),
+                                 dataset=corpus, model="las", stage=sec["speech_stage"], n=1, defense=defense,
+                                 method=method, batch=batch, ignore_ids_upto=2))
     return rows
 
 
@@ -149,3 +169,33 @@ def label_rows(table):
     from labelleak.reports.labels import study_rows
 
     return study_rows(config, table, UPDATE, RESULT)
+
+
+# ---- speech.smk (issue 4): the ASR corpus, its stages and update counts, the rows of the speech studies
+def _names(names):
+    """A wildcard regex matching exactly these names (one that matches nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+IMAGE_DATASETS = _names(config["datasets"])
+SPEECH = config.get("speech", {})
+SPEECH_CORPORA = _names(SPEECH.get("corpora", {}))
+SPEECH_STAGES = list(SPEECH.get("training", {}).get("checkpoints", {}))
+SPEECH_IDS = [f"{i:03d}" for i in range(SPEECH.get("num_updates", 0))]
+SPEECH_GROUPS = "results/batches/{dataset}/utt_N{n}_K{k}.json"
+SPEECH_GM_METHODS = "gm_asr|gm_bow"
+SPEECH_SET_METHODS = r"(?!(?:gm_asr|gm_bow)(?:/|$))[a-z0-9_]+"  # every method but gradients matching
+SPEECH_STUDIES = [s for s in ("table2", "table3", "table5", "figure2") if s in config and SPEECH]
+
+
+def speech_attack_inputs(wildcards):
+    """The speech updates of one setting an attack job sees (dumped, or defended for defense != none)."""
+    pattern = UPDATE if wildcards.defense == "none" else DEFENDED
+    return [pattern.format(batch=b, **wildcards) for b in SPEECH_IDS]
+
+
+def speech_study_rows(study):
+    """(update, result, keys) of every attacked update of one speech study."""
+    from labelleak.reports.speech import speech_rows
+
+    return speech_rows(config, study, UPDATE, RESULT)

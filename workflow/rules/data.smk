@@ -4,6 +4,8 @@ rule sample_batches:
         BATCHES,
     group:
         PREP
+    wildcard_constraints:
+        dataset=IMAGE_DATASETS,
     log:
         "results/logs/sample_batches/{dataset}/{composition}_N{n}_K{k}.log",
     conda:

@@ -10,6 +10,7 @@ rule defend:
     output:
         expand(f"{with_braces(DEFENDED_DIR)}/{{batch}}.npz", batch=BATCH_IDS),
     wildcard_constraints:
+        dataset=IMAGE_DATASETS,
         defense=DEFENSE_TRANSFORM,
     group:
         CHEAP
@@ -29,6 +30,7 @@ rule dump_dp_updates:
     output:
         expand(f"{with_braces(DEFENDED_DIR)}/{{batch}}.npz", batch=BATCH_IDS),
     wildcard_constraints:
+        dataset=IMAGE_DATASETS,
         defense=DEFENSE_DPSGD,
     log:
         f"results/logs/dump_dp_updates/{{defense}}/{SETTING}.log",

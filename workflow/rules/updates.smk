@@ -5,6 +5,8 @@ rule dump_updates:
         batches=BATCHES,
     output:
         expand(f"results/updates/{with_braces(SETTING)}/{{batch}}.npz", batch=BATCH_IDS),
+    wildcard_constraints:
+        dataset=IMAGE_DATASETS,
     log:
         f"results/logs/dump_updates/{SETTING}.log",
     benchmark:

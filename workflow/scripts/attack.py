@@ -1,5 +1,5 @@
 from labelleak import pipeline
 
 w = snakemake.wildcards
-pipeline.run_job(snakemake.log[0], pipeline.attack, snakemake.config, w.method, list(snakemake.input.npz),
+pipeline.run_job(snakemake.log[0], pipeline.attack, snakemake.config, w.method, snakemake.input.npz,
                  list(snakemake.output), snakemake.input.get("checkpoint"), w.dataset, w.model, threads=snakemake.threads)

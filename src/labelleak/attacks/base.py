@@ -17,9 +17,11 @@ from labelleak.updates.format import Observation
 
 #: Optional observation fields an attack may declare (beyond ``dW``, which all attacks get).
 #: ``model`` is the network at the update's checkpoint (weights only, never labels) and
-#: ``aux_data`` the attacker's own labelled data (LLG+); the pipeline passes them as options.
-KNOWN_NEEDS = frozenset({"db", "W", "b", "batch_size", "steps", "model", "aux_data"})
-OPTION_NEEDS = frozenset({"model", "aux_data"})
+#: ``aux_data`` the attacker's own labelled data (LLG+); ``decoder_update`` the update of an ASR
+#: model's decoder (parameter name -> array, gradients matching on the decoder); the pipeline
+#: passes them as options.
+KNOWN_NEEDS = frozenset({"db", "W", "b", "batch_size", "steps", "model", "aux_data", "decoder_update"})
+OPTION_NEEDS = frozenset({"model", "aux_data", "decoder_update"})
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def match_gradients(
         loss = gradient_distance(grad_fn(), target)
         if penalty is not None:
             loss = loss + penalty_weight * penalty()
-        loss.backward()
+        loss.backward(inputs=variables)  # only the variables: no second-order grads into the model
         opt.step()
         history.append(float(loss.detach()))
         if logger and log_every and step % log_every == 0:

@@ -20,10 +20,15 @@ def model_from_checkpoint(path: str | os.PathLike, input_shape: tuple[int, ...] 
 
     try:
         info = torch.load(path, map_location="cpu", weights_only=True)
-        arch, num_classes = info["arch"], int(info["num_classes"])
+        arch = info["arch"]
+        num_classes = int(info["vocab_size"] if arch == "listen_attend_spell" else info["num_classes"])
     except Exception as exc:  # missing, corrupt, or not one of our checkpoints
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LabelleakError(f"cannot read checkpoint {path}: {msg}") from None
+    if arch == "listen_attend_spell":  # the ASR model records its own sizes
+        from labelleak.models.asr_train import load_asr_checkpoint
+
+        return load_asr_checkpoint(path).eval()
     try:
         model = build_model(arch, num_classes=num_classes, **(info.get("options") or {}))
         load_checkpoint(path, model)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -39,7 +38,7 @@ from labelleak.errors import UpdateFileError
 from labelleak.io import atomic_path
 from labelleak.models.asr import EOS, ListenAttendSpell, sequence_loss
 from labelleak.models.asr_train import load_batch
-from labelleak.updates.format import save_update
+from labelleak.updates.format import read_npz, save_update
 
 DECODER_FORMAT_VERSION = 1
 _DECODER_META_KEYS = ("format_version", "steps", "local_lr")
@@ -157,12 +156,7 @@ def load_decoder_update(update_path: str | os.PathLike) -> dict[str, np.ndarray]
     path = decoder_path(update_path)
     if not path.is_file():
         raise UpdateFileError(f"{path}: no decoder update file beside {Path(update_path).name}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        raise UpdateFileError(f"{path}: not a readable decoder update file ({type(exc).__name__}: {msg})") from None
+    arrays = read_npz(path, "decoder update file")
     if "format_version" not in arrays:
         raise UpdateFileError(f"{path}: not a decoder update file (no 'format_version')")
     tensors = {k: v for k, v in arrays.items() if k not in _DECODER_META_KEYS}

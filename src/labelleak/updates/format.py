@@ -111,16 +111,22 @@ def save_update(
             np.savez(fh, **arrays)
 
 
+def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (no pickles), or :class:`UpdateFileError` naming ``what`` it should be."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise UpdateFileError(f"{path}: not a readable .npz {what} ({type(exc).__name__}: {msg})") from None
+
+
 def load_update(path: str | os.PathLike) -> tuple[Observation, GroundTruth | None]:
     """Read and validate an update file; raise :class:`UpdateFileError` with a one-line reason."""
     path = Path(path)
     if not path.is_file():
         raise UpdateFileError(f"{path}: no such update file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise UpdateFileError(f"{path}: not a readable .npz update file ({type(exc).__name__}: {exc})") from None
+    arrays = read_npz(path, "update file")
     _validate(arrays, str(path))
     meta = {}
     if "meta" in arrays:
