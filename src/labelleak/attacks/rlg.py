@@ -326,24 +326,28 @@ def reveal_labels(dW: np.ndarray, S: int | None = None) -> RLGResult:
        labels) are certified absent together by a second spanning set that avoids them; while
        that fails, the most present-looking suspect is decided by LP(c) (column generation).
     Without a first spanning set (S above the true rank, a singular basis) every class without an
-    explicit separator gets the column-generation LP: still exact, only slower.
+    explicit separator gets the column-generation LP: still exact, only slower. Zeroed columns
+    (within the noise, :func:`_drop_noise_columns`) are absent under the shared rule and never get
+    an LP: with repeated labels under an untrained model they are nearly all C columns.
     """
     S, Q = _resolve_rank(dW, S)
     C = Q.shape[1]
     if S == 0:
         return RLGResult(frozenset(), 0, C, 0, 0, 0, fallback=False)
     U = _unit_columns(Q)
-    K = _spanning_set(Q, U, np.zeros(C, bool))
-    candidates = np.arange(C) if K is None else K
+    zero = ~U.any(axis=0)  # no observable sign (_drop_noise_columns): u_c.r = 0 > -1/2, absent by the rule
+    K = _spanning_set(Q, U, zero)
+    candidates = np.flatnonzero(~zero) if K is None else K
     worst = np.array([_explicit_separator(U, int(c)) for c in candidates])
     shown = worst >= -FEAS_TOL
     labels = {int(c) for c in candidates[shown]}
     order = np.argsort(-worst, kind="stable")
     suspects = [int(c) for c in candidates[order][~shown[order]]]  # most present-looking first
     seed = candidates if K is not None else scipy.linalg.qr(Q, mode="r", pivoting=True)[1][:S]
+    seed = seed[~zero[seed]]
     lp_classes = solves = 0
     while suspects:
-        if K is not None and _spanning_set(Q, U, np.isin(np.arange(C), suspects)) is not None:
+        if K is not None and _spanning_set(Q, U, np.isin(np.arange(C), suspects) | zero) is not None:
             break
         c = suspects.pop(0)
         present, n = _separable(U, c, seed, batch=max(S, 8))
