@@ -210,3 +210,13 @@ def test_registered_attack():
     assert attack(obs, num_labels=7).num_labels == 7  # the given S overrides the rank
     record = run_attack("rlg", Observation(dW=batch_update("tanh", 16, 60, list(range(30)))))
     assert record["status"] == "n/a" and "min" in record["reason"]
+
+
+def test_lp_time_cap_gives_an_explicit_not_applicable():
+    """Past attacks.rlg.max_lp_seconds an update is n/a (a counted row), never a partial label set."""
+    dW, S = _random_cases()[11]  # needs per-class LPs (see test_fast_equals_reference)
+    with pytest.raises(NotApplicable, match="max_lp_seconds"):
+        reveal_labels(dW, S, max_lp_seconds=0.0)
+    assert reveal_labels(dW, S, max_lp_seconds=600).labels == reveal_labels(dW, S).labels
+    record = run_attack("rlg", Observation(dW=dW), max_lp_seconds=0.0)
+    assert record["status"] == "n/a" and record["labels"] is None

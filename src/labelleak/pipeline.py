@@ -198,13 +198,13 @@ def dump(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: 
 # --------------------------------------------------------------------------- attacks
 def attack_options(cfg: dict, method: str, obs) -> dict:
     """Attack options from the config (the attacker's choices; never ground truth)."""
-    if method == "rlg" and cfg.get("attacks", {}).get("rlg", {}).get("num_labels", "rank") == "batch_size":
-        if obs.batch_size is None:
-            return {}
-        return {"num_labels": obs.batch_size * (obs.steps or 1)}
     if method != "rlg":
         return dict(cfg.get("attacks", {}).get(method) or {})
-    return {}
+    rcfg = cfg.get("attacks", {}).get("rlg") or {}
+    options = {"max_lp_seconds": rcfg["max_lp_seconds"]} if rcfg.get("max_lp_seconds") is not None else {}
+    if rcfg.get("num_labels", "rank") == "batch_size" and obs.batch_size is not None:
+        options["num_labels"] = obs.batch_size * (obs.steps or 1)
+    return options
 
 
 def attack(cfg: dict, method: str, updates, outs, checkpoint: str | os.PathLike | None = None,

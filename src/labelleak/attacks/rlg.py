@@ -39,6 +39,7 @@ within HiGHS' tolerance of -1/2; the tests check that they agree.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -317,7 +318,7 @@ def _explicit_separator(U: np.ndarray, c: int, rounds: int = 4) -> float:
     return float(_scaled_violations(U, c, r).min())
 
 
-def reveal_labels(dW: np.ndarray, S: int | None = None) -> RLGResult:
+def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | None = None) -> RLGResult:
     """RLG with the same answer as :func:`reveal_labels_reference`, 100x to 10000x faster.
 
     1. A positive-spanning set K certifies every class outside K absent (no LP).
@@ -325,6 +326,10 @@ def reveal_labels(dW: np.ndarray, S: int | None = None) -> RLGResult:
     3. The rest of K ("suspects", mostly absent columns picked into the basis because of repeated
        labels) are certified absent together by a second spanning set that avoids them; while
        that fails, the most present-looking suspect is decided by LP(c) (column generation).
+    ``max_lp_seconds`` caps the time spent in step 3: past it the update is NotApplicable (an
+    explicit n/a row, never a partial set). Defended updates (GradDrop) can have a rank in the
+    hundreds and no certificate, and then need minutes of LPs each.
+
     Without a first spanning set (S above the true rank, a singular basis) every class without an
     explicit separator gets the column-generation LP: still exact, only slower. Zeroed columns
     (within the noise, :func:`_drop_noise_columns`) are absent under the shared rule and never get
@@ -346,7 +351,11 @@ def reveal_labels(dW: np.ndarray, S: int | None = None) -> RLGResult:
     seed = candidates if K is not None else scipy.linalg.qr(Q, mode="r", pivoting=True)[1][:S]
     seed = seed[~zero[seed]]
     lp_classes = solves = 0
+    start = time.perf_counter()
     while suspects:
+        if max_lp_seconds is not None and time.perf_counter() - start > max_lp_seconds:
+            raise NotApplicable(f"RLG: {len(suspects)} classes still undecided after {max_lp_seconds:g} s of per-class "
+                                f"LPs (S = {S}, {lp_classes} decided by LP); raise attacks.rlg.max_lp_seconds")
         if K is not None and _spanning_set(Q, U, np.isin(np.arange(C), suspects) | zero) is not None:
             break
         c = suspects.pop(0)
@@ -363,12 +372,12 @@ def reveal_labels(dW: np.ndarray, S: int | None = None) -> RLGResult:
     paper="Dang et al., Revealing and Protecting Labels in Distributed Training, NeurIPS 2021 (Algorithm 1)",
     needs=(),
 )
-def rlg(obs: Observation, num_labels: int | None = None) -> Prediction:
+def rlg(obs: Observation, num_labels: int | None = None, max_lp_seconds: float | None = None) -> Prediction:
     """RLG: classes whose column of Q is separable from all others by a hyperplane through 0.
 
     ``num_labels`` is S when it is known (batch size times steps); by default, the rank of dW.
     """
-    result = reveal_labels(obs.dW, num_labels)
+    result = reveal_labels(obs.dW, num_labels, max_lp_seconds)
     info = {
         "fallback": result.fallback,
         "certified_absent": result.certified_absent,
