@@ -117,7 +117,7 @@ def test_defense_tables_and_figure(smoke_run):
     t4 = pd.read_csv(tables / "table4.csv")
     blocks = len(cfg["table4"]["models"]) + (cfg["table4"].get("speech_stage") is not None)  # + the ASR block
     assert len(t4) == len(cfg["table4"]["defenses"]) * blocks * 4
-    cell = t4.set_index(["defense_name", "metric"])["mean"]
+    cell = t4[t4["model"].isin(cfg["table4"]["models"])].set_index(["defense_name", "metric"])["mean"]
     assert cell["none", "f1"] >= 0.95
     assert cell["signsgd", "exact_match"] <= 0.34 and cell["signsgd", "f1"] < cell["none", "f1"]
     md = (tables / "table4.md").read_text()
@@ -192,6 +192,7 @@ def test_speech_tables_on_a_librispeech_slice(tmp_path):
         "selection": str(samples / "test-sorted_less_50.ids"), "audio": "synthetic",
         "groupings": {"2x1": str(samples / "test_less_50_group_2.txt"), "1x2": str(samples / "test_less_50_step_4.txt")}}}
     cfg["speech"]["num_updates"] = 3
+    cfg["table5"]["num_updates"] = cfg["figure2"]["num_updates"] = 1
     cfg["table2"] = {"stages": ["0"], "gm_stage": "0", "gm_updates": 1}
     cfg["table3"] = {"stage": "0", "shapes": [[2, 1]]}
     cfg["attacks"]["gm_asr"]["max_steps"] = 20  # the GM row of Table 2 at 16k pieces: seconds, not minutes
