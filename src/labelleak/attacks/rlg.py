@@ -326,9 +326,9 @@ def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | 
     3. The rest of K ("suspects", mostly absent columns picked into the basis because of repeated
        labels) are certified absent together by a second spanning set that avoids them; while
        that fails, the most present-looking suspect is decided by LP(c) (column generation).
-    ``max_lp_seconds`` caps the time spent in step 3: past it the update is NotApplicable (an
-    explicit n/a row, never a partial set). Defended updates (GradDrop) can have a rank in the
-    hundreds and no certificate, and then need minutes of LPs each.
+    ``max_lp_seconds`` caps the time after the SVD (steps 1-3): past it the update is NotApplicable
+    (an explicit n/a row, never a partial set). Defended updates (GradDrop, Sign-SGD) can have a
+    rank in the hundreds and no certificate, and then need minutes per update.
 
     Without a first spanning set (S above the true rank, a singular basis) every class without an
     explicit separator gets the column-generation LP: still exact, only slower. Zeroed columns
@@ -339,11 +339,21 @@ def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | 
     C = Q.shape[1]
     if S == 0:
         return RLGResult(frozenset(), 0, C, 0, 0, 0, fallback=False)
+    start = time.perf_counter()
+
+    def check_budget(undecided: int, lp_classes: int = 0) -> None:
+        if max_lp_seconds is not None and time.perf_counter() - start > max_lp_seconds:
+            raise NotApplicable(f"RLG: {undecided} classes still undecided after {max_lp_seconds:g} s (S = {S}, "
+                                f"{lp_classes} decided by LP); raise attacks.rlg.max_lp_seconds")
+
     U = _unit_columns(Q)
     zero = ~U.any(axis=0)  # no observable sign (_drop_noise_columns): u_c.r = 0 > -1/2, absent by the rule
     K = _spanning_set(Q, U, zero)
     candidates = np.flatnonzero(~zero) if K is None else K
-    worst = np.array([_explicit_separator(U, int(c)) for c in candidates])
+    worst = np.empty(candidates.size)
+    for i, c in enumerate(candidates):
+        check_budget(candidates.size - i)
+        worst[i] = _explicit_separator(U, int(c))
     shown = worst >= -FEAS_TOL
     labels = {int(c) for c in candidates[shown]}
     order = np.argsort(-worst, kind="stable")
@@ -351,11 +361,8 @@ def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | 
     seed = candidates if K is not None else scipy.linalg.qr(Q, mode="r", pivoting=True)[1][:S]
     seed = seed[~zero[seed]]
     lp_classes = solves = 0
-    start = time.perf_counter()
     while suspects:
-        if max_lp_seconds is not None and time.perf_counter() - start > max_lp_seconds:
-            raise NotApplicable(f"RLG: {len(suspects)} classes still undecided after {max_lp_seconds:g} s of per-class "
-                                f"LPs (S = {S}, {lp_classes} decided by LP); raise attacks.rlg.max_lp_seconds")
+        check_budget(len(suspects), lp_classes)
         if K is not None and _spanning_set(Q, U, np.isin(np.arange(C), suspects) | zero) is not None:
             break
         c = suspects.pop(0)

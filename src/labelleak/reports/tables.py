@@ -22,7 +22,7 @@ PRETTY = {
     "rlg": "RLG", "yin": "Yin et al. (Eq. 5)",
     "precision": "Prec", "recall": "Recall", "f1": "F1", "exact_match": "EM",
     "las": "ASR (LAS)", "length_error": "LE", "wer": "WER", "transcript_em": "EM", "num_variables": "#vars",
-    "row": "Method",
+    "row": "Method", "k": "K",
 }
 
 
