@@ -211,7 +211,7 @@ def reveal_labels_reference(dW: np.ndarray, S: int | None = None) -> tuple[set[i
     return {c for c in range(Q.shape[1]) if S > 0 and separable_reference(Q, c)}, S
 
 
-def _separable(U: np.ndarray, c: int, seed: np.ndarray, batch: int) -> tuple[bool, int]:
+def _separable(U: np.ndarray, c: int, seed: np.ndarray, batch: int, check=None) -> tuple[bool, int]:
     """LP(c) by column generation: (present, number of LP solves).
 
     The restricted LP is a relaxation: an optimum above -1/2 there means absent. A restricted
@@ -221,6 +221,8 @@ def _separable(U: np.ndarray, c: int, seed: np.ndarray, batch: int) -> tuple[boo
     """
     rows = seed[seed != c]
     for solves in range(1, U.shape[1] + 1):
+        if check is not None:
+            check()
         r = _solve(U, c, rows)
         v = _violations(U, c, r)
         v[rows] = np.inf  # HiGHS enforced these itself (to its tighter tolerance)
@@ -366,7 +368,7 @@ def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | 
         if K is not None and _spanning_set(Q, U, np.isin(np.arange(C), suspects) | zero) is not None:
             break
         c = suspects.pop(0)
-        present, n = _separable(U, c, seed, batch=max(S, 8))
+        present, n = _separable(U, c, seed, batch=max(S, 8), check=lambda: check_budget(len(suspects) + 1, lp_classes))
         lp_classes, solves = lp_classes + 1, solves + n
         if present:
             labels.add(c)
