@@ -10,7 +10,6 @@ size, so :func:`load_asr_checkpoint` rebuilds the model from the file alone.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 
 from labelleak.errors import LabelleakError
 from labelleak.models.asr import ASRBatch, ListenAttendSpell, build_asr_model, make_batch, sequence_loss
-from labelleak.models.train import load_checkpoint, save_checkpoint
+from labelleak.models.train import batch_order, load_checkpoint, lr_factor, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +182,7 @@ def train_asr(
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    n_warm = max(1, int(total * warmup))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / n_warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / max(total, 1))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, int(total * warmup)))
     emit(f"training ASR model (vocab {model.vocab_size}, {sum(p.numel() for p in model.parameters())} parameters) "
          f"for {total} steps on {len(train_ids)} utterances, batch {batch_size}, {optimizer} lr {lr}, "
          f"{len(held_ids)} held out, device {device}")
@@ -208,15 +205,12 @@ def train_asr(
     if 0 in by_step:
         save(0)
     log_every = log_every or max(1, min(50, total // 10))
-    order, pos = rng.permutation(len(train_ids)), 0
+    batches = batch_order(len(train_ids), batch_size, rng)
     window: list[float] = []
     start = time.perf_counter()
     model.train()
     for step in range(1, total + 1):
-        if pos + batch_size > len(order):
-            order, pos = rng.permutation(len(train_ids)), 0
-        batch = load_batch([train_ids[i] for i in order[pos:pos + batch_size]], tokens, features, device)
-        pos += batch_size
+        batch = load_batch([train_ids[i] for i in next(batches)], tokens, features, device)
         loss = masked_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -63,9 +63,9 @@ def batch_order(num_items: int, batch_size: int, rng: np.random.Generator) -> It
             yield order[pos:pos + batch_size]
 
 
-def lr_factor(step: int, total: int) -> float:
-    """Linear warm-up over the first 5% of the steps, then cosine decay to 0 at ``total``."""
-    warmup = max(1, total // 20)
+def lr_factor(step: int, total: int, warmup: int | None = None) -> float:
+    """Linear warm-up over ``warmup`` steps (default: the first 5%), then cosine decay to 0 at ``total``."""
+    warmup = max(1, total // 20) if warmup is None else max(1, warmup)
     return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
