@@ -189,3 +189,7 @@ def test_defense_config_errors_name_the_key():
     cfg["defense_matrix"]["methods"] = ["rlg", "nope"]
     with pytest.raises(ConfigError, match=r"'defense_matrix.methods.1'"):
         pipeline.check_defense_config(cfg)
+    cfg = load_config(SMOKE)
+    cfg["table4"]["speech_methods"] = ["rlg_true_s", "rlg_s"]
+    with pytest.raises(ConfigError, match=r"'table4.speech_methods.1'"):
+        pipeline.check_defense_config(cfg)

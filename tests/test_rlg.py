@@ -87,14 +87,21 @@ def _random_cases():
         labels = rng.integers(0, max(2, S // 3), S).tolist() if repeated else distinct_labels(C, S, k)
         dW = sgd_update(act, d, C, labels, seed=k) if k % 3 == 2 else batch_update(act, d, C, labels, seed=k)
         cases.append((dW, None))
-    cases.append((cases[0][0], estimate_rank(cases[0][0]) + 2))  # S above the rank: no certificate
+    cases.append((cases[0][0], estimate_rank(cases[0][0]) + 2))  # S above the rank: clipped to it
     cases.append((cases[1][0], estimate_rank(cases[1][0]) - 1))
     # 40 samples over 60 classes: few absent columns, so some suspects need their LP
     cases.append((batch_update("swish", 130, 60, np.random.default_rng(3).integers(0, 60, 40).tolist()), None))
+    # defended updates (Table 4): no spanning set, so _frame_search decides; S = N as the paper's code
+    from labelleak.defenses import apply
+
+    labels = distinct_labels(150, 10, 5)
+    dW = batch_update("swish", 96, 150, labels, seed=5)
+    for defense, S in [("signsgd", 10), ("graddrop-0.9", 10), ("graddrop-0.5", None), ("topk-0.05", 10)]:
+        cases.append((apply(defense, [dW], np.random.default_rng(0))[0], S))
     return cases
 
 
-@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("case", range(16))
 def test_fast_equals_reference(case):
     dW, S = _random_cases()[case]
     fast = reveal_labels(dW, S)
@@ -102,10 +109,12 @@ def test_fast_equals_reference(case):
     assert fast.num_labels == ref_S
     assert fast.labels == frozenset(ref)
     assert fast.certified_absent + fast.certified_present + fast.lp_classes == dW.shape[1]
-    if case == 9:  # S above the rank: no spanning set; the noise columns are absent without an LP
-        assert fast.fallback
+    if case == 9:  # a given S above the rank (repeats) counts as the rank: past it Q is noise
+        assert fast.num_labels == estimate_rank(dW) and not fast.fallback
     if case == 11:
         assert not fast.fallback and fast.lp_classes > 0
+    if case == 12:  # Sign-SGD: no spanning set
+        assert fast.fallback and fast.certified_absent > 0
 
 
 def test_zeroed_columns_are_absent_without_an_lp():

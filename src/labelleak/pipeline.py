@@ -417,7 +417,9 @@ def check_defense_config(cfg: dict) -> None:
     from labelleak.defenses import DefenseError, parse
     from labelleak.errors import ConfigError
 
-    known = registry()
+    from labelleak.pipeline_speech import ORACLE_METHODS
+
+    known = [*registry(), *ORACLE_METHODS]
     for section in ("table4", "defense_matrix", "utility"):
         sec = cfg.get(section) or {}
         for i, name in enumerate(sec.get("defenses") or []):
@@ -425,11 +427,12 @@ def check_defense_config(cfg: dict) -> None:
                 parse(name)
             except DefenseError as exc:
                 raise ConfigError(f"config key '{section}.defenses.{i}': {exc}") from None
-        methods = sec.get("methods")
-        for i, method in enumerate(methods if isinstance(methods, list) else []):
-            if method not in known:
-                raise ConfigError(f"config key '{section}.methods.{i}': unknown attack {method!r}; known: "
-                                  f"{', '.join(sorted(known))}")
+        for key in ("methods", "speech_methods"):
+            methods = sec.get(key)
+            for i, method in enumerate(methods if isinstance(methods, list) else []):
+                if method not in known:
+                    raise ConfigError(f"config key '{section}.{key}.{i}': unknown attack {method!r}; known: "
+                                      f"{', '.join(sorted(known))}")
         for key in ("dataset",):
             if sec.get(key) and sec[key] not in cfg["datasets"]:
                 raise ConfigError(f"config key '{section}.{key}': {sec[key]!r} is not defined under 'datasets'")
@@ -512,7 +515,9 @@ def dump_dp(cfg: dict, defense: str, dataset_name: str, model_name: str, stage: 
 TABLE4_CAPTION = ("Precision, Recall, F1 and Exact Match (EM) of RLG on the projection-layer update of one batch "
                   "of N images, after the client's defense. GradDrop p zeroes the entries of dW (and db) below the "
                   "p-quantile of that layer's magnitudes (for dW: the official code's quantile over the last-layer "
-                  "matrix). 'n (n/a)' = updates averaged and updates where RLG did not apply.")
+                  "matrix). rlg: S = rank(dW) (Algorithm 1); rlg_true_s: S = the number of labels given (N images; "
+                  "an utterance's tokens), as the paper's code does for its tables (gt_k). "
+                  "'n (n/a)' = updates averaged and updates where RLG did not apply.")
 
 
 def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.PathLike]) -> None:
@@ -528,8 +533,9 @@ def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
     t4 = cfg["table4"]
     scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
     image = scores["model"].isin(t4["models"]) & (scores["n"] == t4["batch_size"])
-    speech = (scores["model"] == "las") if t4.get("speech_stage") is not None else False
-    scores = scores[scores["defense"].isin(t4["defenses"]) & scores["method"].isin(t4["methods"]) & (image | speech)]
+    speech = ((scores["model"] == "las") & scores["method"].isin(t4.get("speech_methods", t4["methods"]))
+              if t4.get("speech_stage") is not None else False)
+    scores = scores[scores["defense"].isin(t4["defenses"]) & ((image & scores["method"].isin(t4["methods"])) | speech)]
     models = [*t4["models"], *(["las"] if t4.get("speech_stage") is not None else [])]
     asr_note = (f" ASR (las): stage {t4['speech_stage']}, one utterance per update, the bag of words without ids "
                 f"0-2 ({cfg['speech']['num_updates']} updates)." if "las" in models else "")
@@ -540,7 +546,8 @@ def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
                      caption=f"{TABLE4_CAPTION} Dataset {t4['dataset']}, stage {t4['stage']}, N = {t4['batch_size']}, "
                              f"{cfg['sampling']['num_batches']} batches." + asr_note,
                      rows=("method", "defense"), block="model", metrics=SET_METRICS,
-                     row_order={"method": tuple(t4["methods"]), "defense": tuple(labels.values())},
+                     row_order={"method": tuple(dict.fromkeys([*t4["methods"], *t4.get("speech_methods", [])])),
+                                "defense": tuple(labels.values())},
                      block_order=tuple(models))
     write_table(agg, spec, config_hash(cfg), out, extra_columns={"dataset": t4["dataset"], "stage": t4["stage"],
                                                                   "n": t4["batch_size"]})
@@ -548,7 +555,9 @@ def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
     published = published[published["defense"].isin(t4["defenses"]) & published["model"].isin(models)]
     published = published.assign(defense=published["defense"].map(labels), n_updates=100, n_na=0)
     paper = TableSpec(name="table4_paper", title="Published (Dang et al. 2021, Table 4; ImageNet, Keras pretrained)",
-                      caption="Means over 100 batches of N = 10, as printed in the paper, for comparison.",
+                      caption="Means over 100 batches of N = 10, as printed in the paper, for comparison. The paper's "
+                              "code ran RLG with S given (gt_k: the batch size; an utterance's tokens): compare with "
+                              "our rlg_true_s rows.",
                       rows=spec.rows, block=spec.block, metrics=spec.metrics, row_order=spec.row_order,
                       block_order=spec.block_order)
     if len(published):

@@ -11,6 +11,8 @@ of ``G`` sum to zero, so the columns of ``Q`` sum to zero and together they posi
 outside ``K`` absent without an LP. Of the S + 1 to 2S classes in ``K``, the present ones get an
 explicit separator (``-q_c``, made orthogonal to the columns it violates), the others a second
 spanning set that avoids them; an LP (column generation) is left only where both shortcuts fail.
+Where no spanning set exists (defended updates, S given above the rank), absent classes are
+proven inside the cone of a few others, many columns per proof (:func:`_frame_search`).
 :func:`reveal_labels_reference` is the plain per-class LP of the paper, the oracle the fast
 method is tested against.
 
@@ -71,7 +73,7 @@ class RLGResult:
     certified_present: int  # classes with an explicit separator, no LP
     lp_classes: int  # classes decided by an LP
     lp_solves: int  # LP solves, column-generation rounds included
-    fallback: bool  # no certificate: every class not certified present was decided by LP
+    fallback: bool  # no spanning certificate: decided by _frame_search
 
 
 # ----------------------------------------------------------------------------- spectrum
@@ -151,13 +153,24 @@ def _drop_noise_columns(Q: np.ndarray, s: np.ndarray, tol: float) -> np.ndarray:
 
 
 def _resolve_rank(dW: np.ndarray, S: int | None) -> tuple[int, np.ndarray]:
-    """S (given or the rank) and Q; NotApplicable where RLG's assumption S < min(d, C) fails."""
+    """S (given or the rank) and Q; NotApplicable where RLG's assumption S < min(d, C) fails.
+
+    A given S (the number of samples or tokens) is an upper bound: repeated labels make
+    rank(dW) = rank(G) the number of distinct ones, and the right singular vectors past the rank
+    span rounding noise, not label directions. So S = min(given S, rank(dW)). Below the rank (e.g.
+    GradDrop adds directions to the update) the given S stands, as in the paper's code (gt_k).
+    """
     d, C = dW.shape
     if S is not None and S < 0:
         raise ValueError(f"S must be >= 0, got {S}")
     Vt, sv, tol = _spectrum(dW, S or 0)
-    if S is None:
-        S = int(np.sum(sv > tol))
+    rank = int(np.sum(sv > tol))
+    if S is not None:
+        if S >= min(d, C):
+            raise NotApplicable(f"RLG needs S < min(d, C) = {min(d, C)}, got S = {S}")
+        S = min(S, rank)
+    else:
+        S = rank
         if C - 1 <= d and S >= C - 1:
             # rows of G sum to zero, so rank(dW) <= C - 1: a full rank only bounds S from below
             raise NotApplicable(f"RLG needs S < min(d, C); rank(dW) = {S} is saturated at C - 1 = {C - 1}")
@@ -211,8 +224,8 @@ def reveal_labels_reference(dW: np.ndarray, S: int | None = None) -> tuple[set[i
     return {c for c in range(Q.shape[1]) if S > 0 and separable_reference(Q, c)}, S
 
 
-def _separable(U: np.ndarray, c: int, seed: np.ndarray, batch: int, check=None) -> tuple[bool, int]:
-    """LP(c) by column generation: (present, number of LP solves).
+def _separable(U: np.ndarray, c: int, seed: np.ndarray, batch: int, check=None) -> tuple[bool, int, np.ndarray]:
+    """LP(c) by column generation: (present, number of LP solves, the constraint columns of the last LP).
 
     The restricted LP is a relaxation: an optimum above -1/2 there means absent. A restricted
     optimum that satisfies every other column (to HiGHS' tolerance on top of FEAS_TOL, as if
@@ -229,7 +242,7 @@ def _separable(U: np.ndarray, c: int, seed: np.ndarray, batch: int, check=None) 
         worst = np.argsort(v)[:batch]
         new = worst[v[worst] < -_ACCEPT]
         if U[:, c] @ r > -0.5 or not new.size:
-            return bool(U[:, c] @ r <= -0.5), solves
+            return bool(U[:, c] @ r <= -0.5), solves, rows
         rows = np.concatenate([rows, new])
     raise AssertionError("column generation cannot add more columns than there are")
 
@@ -320,6 +333,86 @@ def _explicit_separator(U: np.ndarray, c: int, rounds: int = 4) -> float:
     return float(_scaled_violations(U, c, r).min())
 
 
+def _cone_bound(lam: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    """Lower bound on -min LP(c) slack: ``_ACCEPT ||lam||_1 + ||e||_1 R_MAX`` per column.
+
+    If ``u_c = U_A lam + e`` with lam >= 0 and no column of A is c, every r that LP(c) admits (to
+    HiGHS' tolerance) has ``u_c.r >= -(_ACCEPT ||lam||_1 + ||e||_1 R_MAX)``. Below 1/4 the optimum
+    cannot reach -1/2: c is absent under the shared rule, with no LP.
+    """
+    return _ACCEPT * np.abs(lam).sum(axis=0) + np.abs(resid).sum(axis=0) * R_MAX
+
+
+def _inside_cone(U: np.ndarray, A: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Mask over ``cols``: proven inside the cone of the columns ``A`` (and not among them), all at once.
+
+    One least-squares solve for every column: the coefficients are clipped at 0 and the residual
+    of the clipped combination is bounded (:func:`_cone_bound`), so the proof needs no trust in
+    the solve.
+    """
+    B = U[:, A]
+    lam = np.clip(np.linalg.lstsq(B, U[:, cols], rcond=None)[0], 0, None)
+    return (_cone_bound(lam, U[:, cols] - B @ lam) < 0.25) & ~np.isin(cols, A)
+
+
+def _frame_search(Q: np.ndarray, U: np.ndarray, undecided: np.ndarray, check_budget) -> tuple[set, int, int, int, int]:
+    """Every class of ``undecided`` decided when no spanning set exists (defended, multi-step, S given).
+
+    The present classes are exactly the extreme rays of the cone of all columns, so a class inside
+    the cone of a few others is absent. Columns are visited longest first (present classes carry
+    the largest columns of Q) and collected in E. A column inside cone(E) (NNLS, bounded by
+    :func:`_cone_bound`) is absent, and the simplicial cone that proved it is tried at once on every
+    undecided column; any other column is decided by an explicit separator or LP(c) and joins E.
+    Sign-SGD and GradDrop updates have thousands of near-duplicate absent columns, so a handful of
+    cones decides them. Returns (labels, certified absent, certified present, LP classes, LP solves).
+    """
+    from scipy.optimize import nnls
+
+    S = Q.shape[0]
+    order = undecided[np.argsort(-np.linalg.norm(Q[:, undecided], axis=0), kind="stable")]
+    open_ = np.zeros(U.shape[1], bool)
+    open_[undecided] = True
+    E: list[int] = []
+    labels: set[int] = set()
+    absent = present = lp_classes = solves = 0
+    for c in order:
+        if not open_[c]:
+            continue
+        check_budget(int(open_.sum()), lp_classes)
+        open_[c] = False
+        others = [j for j in E if j != c]  # an LP's columns may have brought c itself into E
+        if others:
+            lam, _ = nnls(U[:, others], U[:, c])
+            if _cone_bound(lam, U[:, c] - U[:, others] @ lam) < 0.25:
+                absent += 1
+                A = np.asarray(others)[lam > 0]
+                cols = np.flatnonzero(open_)
+                hit = cols[_inside_cone(U, A, cols)]
+                open_[hit] = False
+                absent += hit.size
+                continue
+        if _explicit_separator(U, int(c)) >= -FEAS_TOL:
+            labels.add(int(c))
+            present += 1
+        else:
+            if undecided.size <= 4 * S:  # few columns: the plain LP beats column generation
+                seed = undecided
+            else:
+                seed = np.asarray(E, int) if len(E) >= S else scipy.linalg.qr(Q, mode="r", pivoting=True)[1][:S]
+            found, n, rows = _separable(U, int(c), seed, batch=max(S, 8),
+                                        check=lambda: check_budget(int(open_.sum()) + 1, lp_classes))
+            lp_classes, solves = lp_classes + 1, solves + n
+            if found:
+                labels.add(int(c))
+            else:  # u_c lies in the cone of the LP's constraint columns: those that span it join E
+                lam, _ = nnls(U[:, rows], U[:, c])
+                E.extend(int(j) for j in rows[lam > 0] if j not in E)
+                continue
+        if c not in E:
+            E.append(int(c))
+    return labels, absent, present, lp_classes, solves
+
+
 def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | None = None) -> RLGResult:
     """RLG with the same answer as :func:`reveal_labels_reference`, 100x to 10000x faster.
 
@@ -332,10 +425,12 @@ def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | 
     (an explicit n/a row, never a partial set). Defended updates (GradDrop, Sign-SGD) can have a
     rank in the hundreds and no certificate, and then need minutes per update.
 
-    Without a first spanning set (S above the true rank, a singular basis) every class without an
-    explicit separator gets the column-generation LP: still exact, only slower. Zeroed columns
-    (within the noise, :func:`_drop_noise_columns`) are absent under the shared rule and never get
-    an LP: with repeated labels under an untrained model they are nearly all C columns.
+    Without a first spanning set (S above the true rank, a singular basis, Sign-SGD or GradDrop
+    updates) :func:`_frame_search` decides the classes: a class inside the cone of a few others is
+    absent, proven for many columns at once; the rest get an explicit separator or the
+    column-generation LP. Zeroed columns (within the noise, :func:`_drop_noise_columns`) are absent
+    under the shared rule and never get an LP: with repeated labels under an untrained model they
+    are nearly all C columns.
     """
     S, Q = _resolve_rank(dW, S)
     C = Q.shape[1]
@@ -351,7 +446,10 @@ def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | 
     U = _unit_columns(Q)
     zero = ~U.any(axis=0)  # no observable sign (_drop_noise_columns): u_c.r = 0 > -1/2, absent by the rule
     K = _spanning_set(Q, U, zero)
-    candidates = np.flatnonzero(~zero) if K is None else K
+    if K is None:
+        labels, absent, present, lp_classes, solves = _frame_search(Q, U, np.flatnonzero(~zero), check_budget)
+        return RLGResult(frozenset(labels), S, int(zero.sum()) + absent, present, lp_classes, solves, fallback=True)
+    candidates = K
     worst = np.empty(candidates.size)
     for i, c in enumerate(candidates):
         check_budget(candidates.size - i)
@@ -360,20 +458,23 @@ def reveal_labels(dW: np.ndarray, S: int | None = None, max_lp_seconds: float | 
     labels = {int(c) for c in candidates[shown]}
     order = np.argsort(-worst, kind="stable")
     suspects = [int(c) for c in candidates[order][~shown[order]]]  # most present-looking first
-    seed = candidates if K is not None else scipy.linalg.qr(Q, mode="r", pivoting=True)[1][:S]
-    seed = seed[~zero[seed]]
+    seed = candidates[~zero[candidates]]
     lp_classes = solves = 0
+    next_try = 0  # the second spanning set is retried after 1, 2, 4, ... LPs (each try is an LP over C columns)
     while suspects:
         check_budget(len(suspects), lp_classes)
-        if K is not None and _spanning_set(Q, U, np.isin(np.arange(C), suspects) | zero) is not None:
-            break
+        if lp_classes == next_try:
+            next_try = max(1, 2 * next_try)
+            if _spanning_set(Q, U, np.isin(np.arange(C), suspects) | zero) is not None:
+                break
         c = suspects.pop(0)
-        present, n = _separable(U, c, seed, batch=max(S, 8), check=lambda: check_budget(len(suspects) + 1, lp_classes))
+        present, n, _ = _separable(U, c, seed, batch=max(S, 8),
+                                   check=lambda: check_budget(len(suspects) + 1, lp_classes))
         lp_classes, solves = lp_classes + 1, solves + n
         if present:
             labels.add(c)
     return RLGResult(frozenset(labels), S, C - candidates.size + len(suspects),
-                     int(shown.sum()), lp_classes, solves, fallback=K is None)
+                     int(shown.sum()), lp_classes, solves, fallback=False)
 
 
 @register(
