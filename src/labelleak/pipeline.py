@@ -515,8 +515,9 @@ def dump_dp(cfg: dict, defense: str, dataset_name: str, model_name: str, stage: 
 TABLE4_CAPTION = ("Precision, Recall, F1 and Exact Match (EM) of RLG on the projection-layer update of one batch "
                   "of N images, after the client's defense. GradDrop p zeroes the entries of dW (and db) below the "
                   "p-quantile of that layer's magnitudes (for dW: the official code's quantile over the last-layer "
-                  "matrix). rlg: S = rank(dW) (Algorithm 1); rlg_true_s: S = the number of labels given (N images; "
-                  "an utterance's tokens), as the paper's code does for its tables (gt_k). "
+                  "matrix). RLG: S = rank(dW) (Algorithm 1); RLG, S given (rlg_true_s): S = min(number of labels, "
+                  "rank(dW)), the number of labels being N images or an utterance's tokens, as the paper's code "
+                  "ran its tables (gt_k). "
                   "'n (n/a)' = updates averaged and updates where RLG did not apply.")
 
 
@@ -557,7 +558,7 @@ def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
     paper = TableSpec(name="table4_paper", title="Published (Dang et al. 2021, Table 4; ImageNet, Keras pretrained)",
                       caption="Means over 100 batches of N = 10, as printed in the paper, for comparison. The paper's "
                               "code ran RLG with S given (gt_k: the batch size; an utterance's tokens): compare with "
-                              "our rlg_true_s rows.",
+                              "our 'RLG, S given' rows.",
                       rows=spec.rows, block=spec.block, metrics=spec.metrics, row_order=spec.row_order,
                       block_order=spec.block_order)
     if len(published):
