@@ -521,6 +521,11 @@ TABLE4_CAPTION = ("Precision, Recall, F1 and Exact Match (EM) of RLG on the proj
                   "'n (n/a)' = updates averaged and updates where RLG did not apply.")
 
 
+def table4_speech_methods(t4: dict) -> list[str]:
+    """The methods of Table 4's ASR block: ``table4.speech_methods``, by default ``table4.methods``."""
+    return list(t4.get("speech_methods", t4["methods"]))
+
+
 def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.PathLike]) -> None:
     """Table 4 of Dang et al.: RLG under Sign-SGD and GradDrop, one column block per model."""
     import pandas as pd
@@ -534,8 +539,8 @@ def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
     t4 = cfg["table4"]
     scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
     image = scores["model"].isin(t4["models"]) & (scores["n"] == t4["batch_size"])
-    speech = ((scores["model"] == "las") & scores["method"].isin(t4.get("speech_methods", t4["methods"]))
-              if t4.get("speech_stage") is not None else False)
+    speech_methods = table4_speech_methods(t4) if t4.get("speech_stage") is not None else []
+    speech = (scores["model"] == "las") & scores["method"].isin(speech_methods)
     scores = scores[scores["defense"].isin(t4["defenses"]) & ((image & scores["method"].isin(t4["methods"])) | speech)]
     models = [*t4["models"], *(["las"] if t4.get("speech_stage") is not None else [])]
     asr_note = (f" ASR (las): stage {t4['speech_stage']}, one utterance per update, the bag of words without ids "
@@ -547,7 +552,7 @@ def table4(cfg: dict, scores_csv: str | os.PathLike, out: dict[str, str | os.Pat
                      caption=f"{TABLE4_CAPTION} Dataset {t4['dataset']}, stage {t4['stage']}, N = {t4['batch_size']}, "
                              f"{cfg['sampling']['num_batches']} batches." + asr_note,
                      rows=("method", "defense"), block="model", metrics=SET_METRICS,
-                     row_order={"method": tuple(dict.fromkeys([*t4["methods"], *t4.get("speech_methods", [])])),
+                     row_order={"method": tuple(dict.fromkeys([*t4["methods"], *speech_methods])),
                                 "defense": tuple(labels.values())},
                      block_order=tuple(models))
     write_table(agg, spec, config_hash(cfg), out, extra_columns={"dataset": t4["dataset"], "stage": t4["stage"],

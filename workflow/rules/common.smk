@@ -152,7 +152,7 @@ def speech_defense_rows(sec):
     corpus = config["speech"]["corpus"]
     rows = []
     for defense in sec["defenses"]:
-        for method in sec.get("speech_methods", sec["methods"]):
+        for method in _pipeline.table4_speech_methods(sec):
             for batch in [f"{i:03d}" for i in range(config["speech"]["num_updates"])]:
                 keys = dict(dataset=corpus, model="las", stage=sec["speech_stage"], n=1, k=1, composition="utt",
                             batch=batch)

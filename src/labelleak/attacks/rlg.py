@@ -372,6 +372,7 @@ def _frame_search(Q: np.ndarray, U: np.ndarray, undecided: np.ndarray, check_bud
     order = undecided[np.argsort(-np.linalg.norm(Q[:, undecided], axis=0), kind="stable")]
     open_ = np.zeros(U.shape[1], bool)
     open_[undecided] = True
+    basis = scipy.linalg.qr(Q, mode="r", pivoting=True)[1][:S]  # the LP seed while E is still small
     E: list[int] = []
     labels: set[int] = set()
     absent = present = lp_classes = solves = 0
@@ -398,7 +399,7 @@ def _frame_search(Q: np.ndarray, U: np.ndarray, undecided: np.ndarray, check_bud
             if undecided.size <= 4 * S:  # few columns: the plain LP beats column generation
                 seed = undecided
             else:
-                seed = np.asarray(E, int) if len(E) >= S else scipy.linalg.qr(Q, mode="r", pivoting=True)[1][:S]
+                seed = np.asarray(E, int) if len(E) >= S else basis
             found, n, rows = _separable(U, int(c), seed, batch=max(S, 8),
                                         check=lambda: check_budget(int(open_.sum()) + 1, lp_classes))
             lp_classes, solves = lp_classes + 1, solves + n
