@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,34 @@ def validate_config(cfg: Any) -> dict:
     return cfg
 
 
+def check_overrides(override: Any, base: str = "config/config.yaml") -> None:
+    """Refuse an empty mapping in a config merged over ``base`` where the schema needs entries.
+
+    Snakemake merges ``--configfile`` / ``--config`` over the Snakefile's config mapping by mapping, so
+    ``models: {}`` keeps every model of ``base`` and silently does nothing.
+    """
+    root = schema()
+
+    def resolve(node: Any) -> dict:
+        while isinstance(node, dict) and "$ref" in node:
+            node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        return node if isinstance(node, dict) else {}
+
+    def walk(value: Any, node: dict, path: str) -> None:
+        if not isinstance(value, dict):
+            return
+        if not value and node.get("minProperties", 0) >= 1:
+            raise ConfigError(f"config key '{path}': an empty mapping changes nothing here: configs are merged over "
+                              f"{base} key by key, so its entries stay (name the entries you want, or run with "
+                              f"--replace-workflow-config and a complete config)")
+        for key, sub in value.items():
+            props = node.get("properties", {})
+            child = props[key] if key in props else node.get("additionalProperties")
+            walk(sub, resolve(child), f"{path}.{key}" if path else str(key))
+
+    walk(override, resolve(root), "")
+
+
 def config_hash(cfg: dict) -> str:
     """A short, stable hash of a config, printed on every table so it can be traced to its settings."""
     blob = json.dumps(cfg, sort_keys=True, default=str).encode()
@@ -76,15 +106,53 @@ def _message(err: jsonschema.ValidationError) -> str:
     return " ".join(err.message.split())
 
 
+#: Names that become path components and Snakemake wildcards (the wildcard_constraints of
+#: workflow/rules/common.smk): stages (the keys of training.checkpoints), models, datasets.
+NAME_PATTERNS = {"stage": r"[A-Za-z0-9_\-]+", "model": r"[A-Za-z0-9_\-]+",
+                 "dataset": r"[A-Za-z0-9\-]+(?:_[A-Za-z0-9\-]+)*"}
+NAME_RULES = {"stage": "letters, digits, '_' or '-'", "model": "letters, digits, '_' or '-'",
+              "dataset": "letters, digits, '-' and single inner '_'"}
+
+
+def _check_names(cfg: dict) -> None:
+    """Stage, model and dataset names are strings a path and a wildcard can hold (YAML reads 101: as an int)."""
+    named = [("training.checkpoints", cfg["training"]["checkpoints"], "stage"), ("models", cfg["models"], "model"),
+             ("datasets", cfg["datasets"], "dataset")]
+    speech = cfg.get("speech")
+    if speech:
+        named += [("speech.training.checkpoints", speech["training"]["checkpoints"], "stage"),
+                  ("speech.corpora", speech["corpora"], "dataset")]
+    for path, mapping, kind in named:
+        for name, value in mapping.items():
+            if isinstance(name, str) and re.fullmatch(NAME_PATTERNS[kind], name):
+                continue
+            what = f"stage {name!r} (step {value!r})" if kind == "stage" else f"{kind} name {name!r}"
+            hint = f' (quote it: "{name}")' if not isinstance(name, str) else ""
+            raise ConfigError(f"config key '{path}.{name}': {what} must be a string of {NAME_RULES[kind]}{hint}")
+
+
+def _defined(cfg: dict, key: str, name: Any, section: str) -> None:
+    """``name`` (at config key ``key``) is a key of the config section ``section``."""
+    if name not in cfg[section]:
+        known = ", ".join(map(str, cfg[section]))
+        raise ConfigError(f"config key '{key}': {name!r} is not defined under '{section}' (defined: {known})")
+
+
+def _stage(cfg: dict, key: str, stage: Any) -> None:
+    """``stage`` (at config key ``key``) is a stage of training.checkpoints."""
+    stages = cfg["training"]["checkpoints"]
+    if stage not in stages:
+        raise ConfigError(f"config key '{key}': {stage!r} is not a stage of 'training.checkpoints' "
+                          f"(stages: {', '.join(map(str, stages))})")
+
+
 def _check_references(cfg: dict) -> None:
+    _check_names(cfg)
     t1 = cfg["table1"]
-    if t1["dataset"] not in cfg["datasets"]:
-        raise ConfigError(f"config key 'table1.dataset': {t1['dataset']!r} is not defined under 'datasets'")
+    _defined(cfg, "table1.dataset", t1["dataset"], "datasets")
     for i, model in enumerate(t1["models"]):
-        if model not in cfg["models"]:
-            raise ConfigError(f"config key 'table1.models.{i}': {model!r} is not defined under 'models'")
-    if t1["stage"] not in cfg["training"]["checkpoints"]:
-        raise ConfigError(f"config key 'table1.stage': {t1['stage']!r} is not a stage of 'training.checkpoints'")
+        _defined(cfg, f"table1.models.{i}", model, "models")
+    _stage(cfg, "table1.stage", t1["stage"])
     for name, spec in cfg["datasets"].items():
         needed = {"synthetic_images": ("num_classes", "image_size", "train_size", "eval_size"),
                   "imagenet_val": ("root", "labels_file")}.get(spec["kind"], ("root",))
@@ -92,7 +160,75 @@ def _check_references(cfg: dict) -> None:
             if key not in spec:
                 raise ConfigError(f"config key 'datasets.{name}.{key}': required for kind {spec['kind']!r}")
     _check_label_tables(cfg)
+    _check_defense_sections(cfg)
+    _check_compositions(cfg)
     _check_speech(cfg)
+
+
+def _check_defense_sections(cfg: dict) -> None:
+    """table4, defense_matrix and utility name defined datasets, models and stages (methods and defense
+    names: :func:`labelleak.pipeline.check_defense_config`, which knows the attack registry)."""
+    for section in ("table4", "defense_matrix", "utility"):
+        sec = cfg.get(section)
+        if sec is None:
+            continue
+        _defined(cfg, f"{section}.dataset", sec["dataset"], "datasets")
+        if "models" in sec:
+            for i, model in enumerate(sec["models"]):
+                _defined(cfg, f"{section}.models.{i}", model, "models")
+        else:
+            _defined(cfg, f"{section}.model", sec["model"], "models")
+        if "stage" in sec:
+            _stage(cfg, f"{section}.stage", sec["stage"])
+
+
+def _eval_classes(spec: dict) -> tuple[int | None, int | None]:
+    """(classes, items) of a dataset's eval split, where the config tells them without reading data (else None)."""
+    kind = spec["kind"]
+    if kind == "synthetic_images":
+        return min(spec["num_classes"], spec["eval_size"]), spec["eval_size"]
+    if kind == "mnist":
+        return 10, spec.get("eval_size")
+    if kind == "imagenet_val":
+        return 1000, None
+    if kind == "cifar" and spec.get("root"):
+        root = Path(spec["root"])
+        return (100 if (root / "test").is_file() else 10 if (root / "test_batch").is_file() else None), None
+    return None, None
+
+
+def _check_compositions(cfg: dict) -> None:
+    """Each sampled setting's composition can be drawn from its dataset's eval split (as data.sampling draws it)."""
+    default = cfg["sampling"]["composition"]
+    settings = [("table1", cfg["table1"]["dataset"], default, "sampling.composition",
+                 [(f"table1.batch_sizes.{i}", n, 1) for i, n in enumerate(cfg["table1"]["batch_sizes"])])]
+    for table in LABEL_TABLES:
+        t = cfg.get(table)
+        if t is None:
+            continue
+        comp = t.get("composition", default)
+        comp_key = f"{table}.composition" if "composition" in t else "sampling.composition"
+        sizes = [(f"{table}.batch_sizes.{i}", n, k)
+                 for i, n in enumerate(t["batch_sizes"]) for k in t.get("steps", [1])]
+        settings += [(table, s["dataset"], comp, comp_key, sizes) for s in t["settings"]]
+    for section in ("table4", "defense_matrix"):
+        if cfg.get(section) is not None:
+            settings.append((section, cfg[section]["dataset"], default, "sampling.composition",
+                             [(f"{section}.batch_size", cfg[section]["batch_size"], 1)]))
+    for _, dataset, comp, comp_key, sizes in settings:
+        classes, items = _eval_classes(cfg["datasets"][dataset])
+        for key, n, k in sizes:
+            total = n * k
+            need, what = {"unique": (total, "distinct classes"), "repeats": (math.ceil(total / 2), "distinct classes"),
+                          "random": (total, "items")}[comp]
+            have = classes if what == "distinct classes" else items
+            per = f"{n} samples x {k} steps" if k > 1 else f"{n} samples"
+            if have is not None and need > have:
+                raise ConfigError(f"config key '{key}': {per} per update with composition {comp!r} ({comp_key}) need "
+                                  f"{need} {what}; the eval split of dataset {dataset!r} has {have}")
+            if comp == "repeats" and total < 2:
+                raise ConfigError(f"config key '{key}': composition 'repeats' ({comp_key}) needs at least 2 samples "
+                                  f"per update, got {per}")
 
 
 LABEL_TABLES = ("idlg_table", "ilrg_table", "geng_table", "leaderboard")

@@ -10,9 +10,27 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status; else set and restore at once)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # the only portable read; 0o077 meanwhile errs on the private side
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would give it (0666 & ~umask), not the
+    temporary file's private 0600, so results are readable by whoever the user's umask allows.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
@@ -20,10 +38,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+#: ``savefig`` metadata per format that keeps a figure byte-identical between runs: no creation date.
+FIGURE_METADATA: dict[str, dict] = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {}}
+
+
+def save_figure(fig: Any, paths: dict[str, str | os.PathLike], dpi: int) -> None:
+    """Write a matplotlib figure atomically once per format (the key: pdf, png, svg), reproducibly."""
+    for fmt, path in paths.items():
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=FIGURE_METADATA.get(fmt))
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

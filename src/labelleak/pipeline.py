@@ -407,6 +407,11 @@ def label_table(cfg: dict, table: str, scores_csv: str | os.PathLike, out: dict[
     write_label_table(cfg, table, scores, config_hash(cfg), out)
     if "pdf" in out:
         attacks_vs_batch(cfg, scores, out)
+    if "times" in out:  # measured wall times: results/benchmarks/, never in a table
+        from labelleak.io import write_text
+        from labelleak.reports.labels import attack_times
+
+        write_text(out["times"], attack_times(scores).to_csv(index=False, float_format="%.6g"))
     log.info("wrote %s from %d scored updates", table, len(scores))
 
 
@@ -433,13 +438,16 @@ def check_defense_config(cfg: dict) -> None:
                 if method not in known:
                     raise ConfigError(f"config key '{section}.{key}.{i}': unknown attack {method!r}; known: "
                                       f"{', '.join(sorted(known))}")
-        for key in ("dataset",):
-            if sec.get(key) and sec[key] not in cfg["datasets"]:
-                raise ConfigError(f"config key '{section}.{key}': {sec[key]!r} is not defined under 'datasets'")
-        models = sec.get("models") or ([sec["model"]] if sec.get("model") else [])
-        for model in models:
-            if model not in cfg["models"]:
-                raise ConfigError(f"config key '{section}.models': {model!r} is not defined under 'models'")
+    # datasets, models and stages of these sections: labelleak.config.validate_config (their own key paths)
+    utility = cfg.get("utility")
+    if utility is not None and cfg.get("defense_matrix") is None:
+        raise ConfigError("config key 'utility': needs a 'defense_matrix' section (its leakage column reads the "
+                          "defense matrix's scores)")
+    if utility is not None:
+        leak = utility.get("leakage_method", "rlg")  # read from the defense matrix's scores
+        if leak not in matrix_methods(cfg):
+            raise ConfigError(f"config key 'utility.leakage_method': {leak!r} is not one of defense_matrix.methods "
+                              f"({', '.join(matrix_methods(cfg))}), whose scores it reads")
 
 
 def matrix_methods(cfg: dict) -> list[str]:
@@ -655,6 +663,9 @@ def utility_table(cfg: dict, inputs: Paths, scores_csv: str | os.PathLike, out: 
     rows["table"], rows["config_hash"] = "utility", config_hash(cfg)
     from labelleak.io import write_text
 
+    if "times" in out:  # measured wall times: results/benchmarks/, never in a table
+        write_text(out["times"], rows[["algorithm", "defense", "seconds"]].to_csv(index=False, float_format="%.6g"))
+    rows = rows.drop(columns=["seconds"], errors="ignore")
     write_text(out["csv"], rows.to_csv(index=False, float_format="%.6g"))
     title = (f"Accuracy of {u['model']} on {u['dataset']} trained federatedly ({u['clients']} clients; FedSGD "
              f"{u['rounds']['fedsgd']} rounds, FedAvg {u['rounds']['fedavg']} rounds of {u['local_steps']['fedavg']} "
@@ -663,7 +674,7 @@ def utility_table(cfg: dict, inputs: Paths, scores_csv: str | os.PathLike, out: 
              f"items; epsilon: DP-SGD's per-client (epsilon, {cfg.get('defenses', {}).get('delta', 1e-5)})-DP "
              f"(Opacus RDP accountant). Config hash `{config_hash(cfg)}`.", "",
              "| Defense | Algorithm | Accuracy | 95% CI | Cost vs none | " + f"{leak_method.upper()} {leak_metric} | "
-             "epsilon | server lr | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+             "epsilon | server lr |", "|---|---|---|---|---|---|---|---|"]
     base = rows[rows["defense"] == "none"].set_index("algorithm")["accuracy"]
     order = {d: i for i, d in enumerate(u["defenses"])}
     for _, r in rows.sort_values(["algorithm", "defense"], key=lambda s: s.map(order) if s.name == "defense" else s).iterrows():
@@ -671,8 +682,7 @@ def utility_table(cfg: dict, inputs: Paths, scores_csv: str | os.PathLike, out: 
         eps = "" if r["epsilon"] is None or pd.isna(r["epsilon"]) else f"{r['epsilon']:.3g}"
         lines.append(f"| {defense_label(r['defense'])} | {r['algorithm']} | {r['accuracy']:.3f} | "
                      f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {cost:+.3f} | "
-                     f"{'n/a' if pd.isna(r['leakage']) else format(r['leakage'], '.3f')} | {eps} | {r['server_lr']:g} | "
-                     f"{r['seconds']:.1f} |")
+                     f"{'n/a' if pd.isna(r['leakage']) else format(r['leakage'], '.3f')} | {eps} | {r['server_lr']:g} |")
     write_text(out["md"], "\n".join(lines) + "\n")
     privacy_utility_figure(rows, f"{leak_method.upper()} {leak_metric} (attack success, lower = more private)",
                            title, {"pdf": out["pdf"], "png": out["png"]})

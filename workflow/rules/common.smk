@@ -20,11 +20,13 @@ import os
 import re
 import sys
 
-from labelleak.config import check_paths, validate_config
+from labelleak.config import check_overrides, check_paths, validate_config
 from labelleak.errors import ConfigError
 from snakemake.exceptions import WorkflowError
 
 try:
+    # what --configfile / --config merged over config/config.yaml (an empty mapping there does nothing)
+    check_overrides(getattr(getattr(workflow, "config_settings", None), "overwrite_config", None) or {})
     validate_config(config)
     check_paths(config)
 except ConfigError as exc:

@@ -18,19 +18,23 @@ import numpy as np
 
 from labelleak.attacks.base import Prediction, register
 from labelleak.attacks.dummy import dummy_inputs, forward_stats
+from labelleak.errors import NotApplicable
 from labelleak.updates.format import Observation
 
 
 def discretise(estimate: np.ndarray, n: int) -> Counter:
     """Integer counts summing to n from the real-valued estimates (Geng et al.'s rounding rule)."""
     est = np.asarray(estimate, dtype=np.float64)
-    r = np.maximum(np.rint(est), 0).astype(np.int64)
+    if not np.all(np.isfinite(est)):
+        raise NotApplicable("geng: the count estimates are not finite (an overflowing update, or dummy "
+                            "features that sum to zero)")
+    r = np.maximum(np.rint(est), 0)  # floats: a count past an int64 must not wrap around
     err = np.abs(est - r) / np.maximum(r, 1)
     out: list[int] = []
     for c in np.argsort(err, kind="stable"):
         if len(out) >= n:
             break
-        out += [int(c)] * int(r[c])
+        out += [int(c)] * int(min(r[c], n))  # out is cut to n labels anyway
     if len(out) < n:
         unseen = [int(c) for c in np.argsort(-err, kind="stable") if r[c] == 0]
         out += unseen[: n - len(out)]
@@ -49,8 +53,11 @@ def geng(obs: Observation, model=None, dummy: str = "random", seed: int = 0) -> 
     n = obs.batch_size * k
     stats = forward_stats(model, dummy_inputs(model, n, dummy, seed))
     mean_sum = float(stats.feature_sums.mean())
+    if not np.isfinite(mean_sum) or mean_sum == 0:
+        raise NotApplicable(f"geng: the dummy inputs' mean feature sum is {mean_sum:g}, the estimate divides by it")
     s = obs.dW.astype(np.float64).sum(axis=0)
-    estimate = stats.probs.sum(axis=0) - obs.batch_size / mean_sum * s
+    with np.errstate(over="ignore", invalid="ignore"):
+        estimate = stats.probs.sum(axis=0) - obs.batch_size / mean_sum * s
     counts = discretise(estimate, n)
     return Prediction(labels=frozenset(counts), num_labels=n, counts=dict(counts),
                       info={"mean_feature_sum": mean_sum, "form": "fedsgd" if k == 1 else "fedavg"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from labelleak.attacks.base import Prediction, register
+from labelleak.errors import NotApplicable
 from labelleak.updates.format import Observation
 
 
@@ -19,7 +20,10 @@ from labelleak.updates.format import Observation
           needs=("batch_size",), gives_counts=False)
 def idlg(obs: Observation) -> Prediction:
     """Single sample: argmin of dW's column sums; batches: negative column sums or bias gradients."""
-    sums = obs.dW.astype(np.float64).sum(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = obs.dW.astype(np.float64).sum(axis=0)
+    if not np.all(np.isfinite(sums)):
+        raise NotApplicable("idlg: dW's column sums overflow (not finite)")
     if obs.batch_size * (obs.steps or 1) == 1:
         return Prediction(labels=frozenset({int(np.argmin(sums))}), num_labels=1, info={"rule": "single"})
     present = sums < 0

@@ -26,6 +26,7 @@ import numpy as np
 
 from labelleak.attacks.base import Prediction, register
 from labelleak.attacks.dummy import column_sums, dummy_inputs, forward_stats
+from labelleak.errors import NotApplicable
 from labelleak.updates.format import Observation
 
 PAPER = ("Wainakh, Ventola, Müßig, Keim, Garcia Cordero, Zimmer, Grube, Kersting, Mühlhäuser, "
@@ -33,7 +34,16 @@ PAPER = ("Wainakh, Ventola, Müßig, Keim, Garcia Cordero, Zimmer, Grube, Kersti
 
 
 def _column_sums(obs: Observation) -> np.ndarray:
-    return obs.dW.astype(np.float64).sum(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = obs.dW.astype(np.float64).sum(axis=0)
+    if not np.all(np.isfinite(s)):
+        raise NotApplicable("llg: dW's column sums overflow (not finite)")
+    return s
+
+
+def _finite_impact(impact: float, offset: np.ndarray | None = None) -> None:
+    if not np.isfinite(impact) or (offset is not None and not np.all(np.isfinite(offset))):
+        raise NotApplicable(f"llg: the impact per label occurrence ({impact:g}) or the offsets are not finite")
 
 
 def assign(s: np.ndarray, impact: float, n: int, first: np.ndarray | None = None,
@@ -69,6 +79,7 @@ def llg(obs: Observation) -> Prediction:
     if neg.size == 0:
         return _prediction(Counter(), n, impact=0.0)
     impact = float(neg.sum()) / n * (1 + 1 / obs.num_classes)
+    _finite_impact(impact)
     return _prediction(assign(s, impact, n), n, impact=impact)
 
 
@@ -91,6 +102,7 @@ def _llg_model(obs: Observation, stats_of_class, repetitions: int, method: str) 
     s = _column_sums(obs)
     n, k = obs.batch_size * (obs.steps or 1), obs.steps or 1
     impact, offset = estimate(stats_of_class, obs.num_classes, obs.batch_size, repetitions)
+    _finite_impact(impact, offset)
     counts = assign(s, impact, n, first=np.flatnonzero(s < 0), offset=k * offset)
     return _prediction(counts, n, impact=impact, estimate=method)
 

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from labelleak.io import atomic_path, write_text
+from labelleak.io import save_figure, write_text
 from labelleak.reports.tables import _fmt, _tex, pretty
 
 _FAMILY_LABELS = {
@@ -110,7 +110,5 @@ def privacy_utility_figure(frame: pd.DataFrame, leak_label: str, title: str, out
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    for key in ("pdf", "png"):
-        with atomic_path(out[key]) as tmp:
-            fig.savefig(tmp, format=key, dpi=150)
+    save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=150)
     plt.close(fig)

@@ -123,7 +123,7 @@ def figure2(cfg: dict, scores: pd.DataFrame, config_hash: str, out: dict) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from labelleak.io import atomic_path
+    from labelleak.io import save_figure
 
     stages = list(cfg["figure2"]["stages"])
     rlg = aggregate(scores[scores["method"] == "rlg"], ["stage"], ("f1", "exact_match"), seed=cfg["seed"])
@@ -143,9 +143,7 @@ def figure2(cfg: dict, scores: pd.DataFrame, config_hash: str, out: dict) -> Non
     ax.legend(fontsize=7)
     fig.text(0.01, 0.01, f"config {config_hash}", fontsize=6, color="gray")
     fig.tight_layout()
-    for key in ("pdf", "png"):
-        with atomic_path(out[key]) as tmp:
-            fig.savefig(tmp, format=key, dpi=150)
+    save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=150)
     plt.close(fig)
     tidy = pd.concat([rlg.assign(method="rlg"), gm.assign(method="gm_bow")], ignore_index=True)
     from labelleak.io import write_text

@@ -38,7 +38,7 @@ from labelleak.errors import UpdateFileError
 from labelleak.io import atomic_path
 from labelleak.models.asr import EOS, ListenAttendSpell, sequence_loss
 from labelleak.models.asr_train import load_batch
-from labelleak.updates.format import read_npz, save_update
+from labelleak.updates.format import check_format_version, read_npz, save_update
 
 DECODER_FORMAT_VERSION = 1
 _DECODER_META_KEYS = ("format_version", "steps", "local_lr")
@@ -159,6 +159,7 @@ def load_decoder_update(update_path: str | os.PathLike) -> dict[str, np.ndarray]
     arrays = read_npz(path, "decoder update file")
     if "format_version" not in arrays:
         raise UpdateFileError(f"{path}: not a decoder update file (no 'format_version')")
+    check_format_version(arrays, str(path), DECODER_FORMAT_VERSION)
     tensors = {k: v for k, v in arrays.items() if k not in _DECODER_META_KEYS}
     if not tensors:
         raise UpdateFileError(f"{path}: holds no decoder tensors")

@@ -19,8 +19,13 @@ key            shape       meaning
 ``meta``       ()          optional str. JSON with provenance (model, stage, device, seed, ...).
 =============  ==========  ==================================================================
 
+``format_version`` (scalar int, 1) is always written; a file of a newer version is refused and one
+without it (older writers) is read as version 1.
+
 ``load_update`` splits a file into the :class:`Observation` an attacker sees and the
 :class:`GroundTruth` only the analysis sees; attacks receive the observation alone.
+:func:`load_observation` never reads ``labels`` (not even to check them): only the scoring side,
+:func:`load_ground_truth` / :func:`load_update`, reads and checks them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,27 +112,59 @@ def save_update(
     arrays["format_version"] = np.asarray(FORMAT_VERSION, dtype=np.int64)
     arrays["meta"] = np.asarray(json.dumps(meta or {}, sort_keys=True))
     _validate(arrays, str(path))
+    if "labels" in arrays:
+        _validate_labels(arrays["labels"], arrays["dW"].shape[1], str(path))
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
 
-def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
-    """Every array of an .npz file (no pickles), or :class:`UpdateFileError` naming ``what`` it should be."""
+def read_npz(path: str | os.PathLike, what: str, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every array of an .npz file but those named in ``skip`` (never read), no pickles.
+
+    Anything else (a directory, a ``.npy`` or other file under an ``.npz`` name, a corrupt archive,
+    a member that is not an array) raises :class:`UpdateFileError` with one line naming ``what`` it
+    should be.
+    """
+    if Path(path).is_dir():
+        raise UpdateFileError(f"{path}: is a directory, not an .npz {what}")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else ""
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy file holds one bare array
+            raise UpdateFileError(f"{path}: a single .npy array, not an .npz {what} (keyed arrays such as 'dW', "
+                                  f"written by numpy.savez)")
+        with data:
+            arrays = {key: data[key] for key in data.files if key not in skip}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, zlib.error) as exc:
+        msg = " ".join(str(exc).split())
         raise UpdateFileError(f"{path}: not a readable .npz {what} ({type(exc).__name__}: {msg})") from None
+    bad = next((key for key, value in arrays.items() if not isinstance(value, np.ndarray)), None)
+    if bad is not None:
+        raise UpdateFileError(f"{path}: member {bad!r} is not a .npy array, not a readable .npz {what}")
+    return arrays
 
 
-def load_update(path: str | os.PathLike) -> tuple[Observation, GroundTruth | None]:
-    """Read and validate an update file; raise :class:`UpdateFileError` with a one-line reason."""
+def check_format_version(arrays: dict[str, np.ndarray], where: str, supported: int = FORMAT_VERSION) -> int:
+    """The file's ``format_version`` (absent: 1, older writers); refuses a newer or malformed one."""
+    if "format_version" not in arrays:
+        return 1
+    arr = arrays["format_version"]
+    if arr.shape != () or not np.issubdtype(arr.dtype, np.integer) or int(arr) < 1:
+        raise UpdateFileError(f"{where}: 'format_version' must be a positive integer scalar")
+    version = int(arr)
+    if version > supported:
+        raise UpdateFileError(f"{where}: format_version {version} is newer than this labelleak reads "
+                              f"(format_version {supported}); upgrade labelleak")
+    return version
+
+
+def _read(path: str | os.PathLike, with_labels: bool) -> tuple[Observation, dict[str, np.ndarray]]:
+    """The observation of an update file (validated) and its arrays; ``labels`` only if ``with_labels``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UpdateFileError(f"{path}: no such update file")
-    arrays = read_npz(path, "update file")
+    arrays = read_npz(path, "update file", skip=() if with_labels else ("labels",))
+    check_format_version(arrays, str(path))
     _validate(arrays, str(path))
     meta = {}
     if "meta" in arrays:
@@ -134,6 +172,8 @@ def load_update(path: str | os.PathLike) -> tuple[Observation, GroundTruth | Non
             meta = json.loads(str(arrays["meta"]))
         except json.JSONDecodeError:
             raise UpdateFileError(f"{path}: 'meta' is not valid JSON") from None
+        if not isinstance(meta, dict):
+            raise UpdateFileError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
     obs = Observation(
         dW=arrays["dW"],
         db=arrays.get("db"),
@@ -143,13 +183,21 @@ def load_update(path: str | os.PathLike) -> tuple[Observation, GroundTruth | Non
         steps=int(arrays["steps"]) if "steps" in arrays else None,
         meta=meta,
     )
-    truth = GroundTruth(labels=arrays["labels"].astype(np.int64)) if "labels" in arrays else None
-    return obs, truth
+    return obs, arrays
+
+
+def load_update(path: str | os.PathLike) -> tuple[Observation, GroundTruth | None]:
+    """Read and validate an update file, labels included (the analysis side); one-line :class:`UpdateFileError`."""
+    obs, arrays = _read(path, with_labels=True)
+    if "labels" not in arrays:
+        return obs, None
+    _validate_labels(arrays["labels"], obs.num_classes, str(path))
+    return obs, GroundTruth(labels=arrays["labels"].astype(np.int64))
 
 
 def load_observation(path: str | os.PathLike) -> Observation:
-    """The attacker's view of an update file: the ground truth is dropped here, at the boundary."""
-    return load_update(path)[0]
+    """The attacker's view of an update file: the ground truth is never read (nor checked), at the boundary."""
+    return _read(path, with_labels=False)[0]
 
 
 def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
@@ -185,9 +233,11 @@ def _validate(arrays: dict[str, np.ndarray], where: str) -> None:
             arr = arrays[name]
             if arr.shape != () or not np.issubdtype(arr.dtype, np.integer) or int(arr) < 1:
                 raise UpdateFileError(f"{where}: '{name}' must be a positive integer scalar")
-    if "labels" in arrays:
-        labels = arrays["labels"]
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise UpdateFileError(f"{where}: 'labels' must be a 1-D integer array")
-        if labels.size and (labels.min() < 0 or labels.max() >= C):
-            raise UpdateFileError(f"{where}: 'labels' must lie in [0, {C}), the columns of dW")
+
+
+def _validate_labels(labels: np.ndarray, C: int, where: str) -> None:
+    """The ground truth's checks: scoring only (an attacker's load never reads the labels)."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UpdateFileError(f"{where}: 'labels' must be a 1-D integer array")
+    if labels.size and (labels.min() < 0 or labels.max() >= C):
+        raise UpdateFileError(f"{where}: 'labels' must lie in [0, {C}), the columns of dW")
