@@ -38,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     reveal.add_argument("--config", default=None, metavar="YAML",
                         help="config whose --dataset's train split is the attacker's own data (llg_plus)")
     reveal.add_argument("--dataset", default=None, metavar="NAME", help="dataset of --config (llg_plus)")
+    reveal.add_argument("--certificates", default=None, metavar="FILE.npz",
+                        help="rlg: write a certificate for every class (check with `labelleak verify`)")
     reveal.add_argument("update", help="update file (.npz, see README: 'The update file')")
+    check = sub.add_parser("verify", help="check RLG certificates against an update, without any solver")
+    check.add_argument("update", help="the update file the certificates were made for")
+    check.add_argument("certificates", help="file written by `labelleak reveal --certificates`")
     sub.add_parser("attacks", help="list the registered attacks, what they need and their papers")
     return parser
 
@@ -48,6 +53,8 @@ def _reveal(args) -> int:
     from labelleak.updates.format import load_observation
 
     attack = get_attack(args.method)
+    if args.num_labels is not None and args.num_labels < 1:
+        raise LabelleakError(f"--num-labels must be a positive integer, got {args.num_labels}")
     obs = load_observation(args.update)
     options = {"num_labels": args.num_labels} if args.num_labels is not None else {}
     if options and "num_labels" not in inspect.signature(attack.run).parameters:
@@ -58,6 +65,13 @@ def _reveal(args) -> int:
            "num_labels": None if pred.num_labels is None else int(pred.num_labels)}
     if pred.counts is not None:
         out["counts"] = {str(int(k)): int(v) for k, v in sorted(pred.counts.items())}
+    if "spectrum" in pred.info:  # RLG: the rank estimate and its margin (last signal / first noise value)
+        out["rank"] = pred.info["spectrum"]
+    if args.certificates:
+        if pred.evidence is None or not hasattr(pred.evidence, "save"):
+            raise LabelleakError(f"--certificates: {args.method} gives no certificates")
+        pred.evidence.save(args.certificates)
+        out["certificates"] = str(args.certificates)
     if "transcript" in pred.info:  # gradients matching on an ASR update: the piece ids in order
         out["transcript"] = [int(t) for t in pred.info["transcript"]]
     print(json.dumps(out))
@@ -93,6 +107,17 @@ def _context(args, needs) -> dict:
     return context
 
 
+def _verify(args) -> int:
+    """Exit 0 when every certificate holds, 1 when any fails (the JSON names the problems)."""
+    from labelleak.attacks.rlg import Certificates, verify
+    from labelleak.updates.format import load_observation
+
+    report = verify(load_observation(args.update).dW, Certificates.load(args.certificates))
+    out = {**report.describe(), "labels": sorted(Certificates.load(args.certificates).labels)}
+    print(json.dumps(out))
+    return 0 if report.ok else 1
+
+
 def _attacks(args) -> int:
     from labelleak.attacks import registry
 
@@ -104,7 +129,7 @@ def _attacks(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"reveal": _reveal, "attacks": _attacks}
+    commands = {"reveal": _reveal, "attacks": _attacks, "verify": _verify}
     try:
         return commands[args.command](args)
     except NotApplicable as exc:

@@ -32,6 +32,8 @@ class Prediction:
     num_labels: int | None = None  # estimate of S (label positions), when the method gives one
     counts: dict[int, int] | None = None  # class -> count, for count-capable attacks
     info: dict = field(default_factory=dict)  # method-specific diagnostics (never ground truth)
+    #: checkable evidence for the answer (RLG: :class:`labelleak.attacks.rlg.Certificates`), not in the JSON record
+    evidence: object | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
