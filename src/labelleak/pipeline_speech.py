@@ -23,8 +23,9 @@ log = logging.getLogger("labelleak")
 #: Set metrics of a bag of words leave out <unk>, <s>, </s> (ids 0-2), as the paper's report script does.
 SPECIAL_MAX_ID = 2
 #: Method aliases that run a registered attack with one experimenter-given option (an oracle, stated in
-#: the tables): Table 3 of the paper runs RLG with the true number of target positions S.
-ORACLE_METHODS = {"rlg_true_s": ("rlg", "num_labels")}
+#: the tables): Table 3 of the paper runs RLG with the true number of target positions S; rlg_official, the
+#: released script, always gets it (gt_k: the number of labels, repeats included).
+ORACLE_METHODS = {"rlg_true_s": ("rlg", "num_labels"), "rlg_official": ("rlg_official", "num_labels")}
 
 
 def attack_name(method: str) -> str:

@@ -19,7 +19,7 @@ from labelleak.metrics.bootstrap import mean_ci
 
 PRETTY = {
     "resnet50": "ResNet50", "efficientnet_b0": "EfficientNetB0",
-    "rlg": "RLG", "rlg_true_s": "RLG, S given", "yin": "Yin et al. (Eq. 5)",
+    "rlg": "RLG", "rlg_true_s": "RLG, S given", "rlg_official": "RLG, released code", "yin": "Yin et al. (Eq. 5)",
     "precision": "Prec", "recall": "Recall", "f1": "F1", "exact_match": "EM",
     "las": "ASR (LAS)", "length_error": "LE", "wer": "WER", "transcript_em": "EM", "num_variables": "#vars",
     "row": "Method", "k": "K",
