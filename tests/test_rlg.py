@@ -90,7 +90,8 @@ def _random_cases():
     cases.append((cases[0][0], estimate_rank(cases[0][0]) + 2))  # S above the rank: clipped to it
     cases.append((cases[1][0], estimate_rank(cases[1][0]) - 1))
     # 40 samples over 60 classes: few absent columns, so some suspects need their LP
-    cases.append((batch_update("swish", 130, 60, np.random.default_rng(3).integers(0, 60, 40).tolist()), None))
+    # (S = 40 > min(d, C)/2 is not estimated from the spectrum: given)
+    cases.append((batch_update("swish", 130, 60, np.random.default_rng(3).integers(0, 60, 40).tolist()), 40))
     # defended updates (Table 4): no spanning set, so _frame_search decides; S = N as the paper's code
     from labelleak.defenses import apply
 
@@ -104,6 +105,11 @@ def _random_cases():
 @pytest.mark.parametrize("case", range(16))
 def test_fast_equals_reference(case):
     dW, S = _random_cases()[case]
+    if case == 14:  # GradDrop 50% with S from the spectrum: its rank (61 of 96) is no label count, n/a in both
+        for method in (reveal_labels, reveal_labels_reference):
+            with pytest.raises(NotApplicable, match="gap"):
+                method(dW, S)
+        return
     fast = reveal_labels(dW, S)
     ref, ref_S = reveal_labels_reference(dW, S)
     assert fast.num_labels == ref_S
