@@ -4,6 +4,8 @@
 ``{"method": ..., "labels": [sorted class ids], "num_labels": <S estimate or null>}``
 (count-capable attacks add ``"counts": {class: n}``) and exits 0. Bad input exits 2 with one line
 on stderr; an attack whose assumptions do not hold for the update exits 3 with one line.
+``labelleak update --before B --after A --layer NAME [--lr LR] -o UPDATE.npz`` builds an update file
+from two sets of a model's weights (a federated client's, before and after local training).
 """
 
 from __future__ import annotations
@@ -45,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("update", help="the update file the certificates were made for")
     check.add_argument("certificates", help="file written by `labelleak reveal --certificates`")
     sub.add_parser("attacks", help="list the registered attacks, what they need and their papers")
+    upd = sub.add_parser("update", help="build an update file from a model's weights before and after local training")
+    upd.add_argument("--before", required=True, metavar="BEFORE",
+                     help="weights sent to the client (.pt/.pth state_dict, .safetensors, .npz of named arrays)")
+    upd.add_argument("--after", required=True, metavar="AFTER", help="weights the client returned (same formats)")
+    upd.add_argument("--layer", required=True, metavar="NAME",
+                     help="projection layer: NAME.weight / NAME.bias (torch (C, d), transposed) or NAME.kernel (d, C)")
+    upd.add_argument("--lr", type=float, default=None,
+                     help="client learning rate: dW = (W_before - W_after) / lr; without it unscaled (scale 1)")
+    upd.add_argument("--batch-size", type=int, default=None, metavar="N", help="samples per local step, when known")
+    upd.add_argument("--steps", type=int, default=None, metavar="K", help="local steps, when known")
+    upd.add_argument("-o", "--output", required=True, metavar="UPDATE.npz", help="update file to write")
     return parser
 
 
@@ -118,6 +131,23 @@ def _verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def _update(args) -> int:
+    """Write the update file of (before - after) / lr and print what was written as one JSON object."""
+    from labelleak.updates.format import save_update
+    from labelleak.updates.from_weights import update_from_weights
+
+    obs = update_from_weights(args.before, args.after, args.layer, lr=args.lr,
+                              batch_size=args.batch_size, steps=args.steps)
+    try:
+        save_update(args.output, obs.dW, db=obs.db, W=obs.W, b=obs.b, batch_size=obs.batch_size,
+                    steps=obs.steps, meta=obs.meta)
+    except OSError as exc:  # an unwritable -o: one line, like every other bad input
+        raise LabelleakError(f"{args.output}: cannot write ({exc.strerror or exc})") from None
+    print(json.dumps({"update": str(args.output), "dW": list(obs.dW.shape), "db": obs.db is not None,
+                      "batch_size": obs.batch_size, "steps": obs.steps, **obs.meta}))
+    return 0
+
+
 def _attacks(args) -> int:
     from labelleak.attacks import registry
 
@@ -129,7 +159,7 @@ def _attacks(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"reveal": _reveal, "attacks": _attacks, "verify": _verify}
+    commands = {"reveal": _reveal, "attacks": _attacks, "verify": _verify, "update": _update}
     try:
         return commands[args.command](args)
     except NotApplicable as exc:
