@@ -27,6 +27,8 @@ from labelleak.io import write_json, write_text
 from labelleak.updates.format import (FORMAT_VERSION, load_ground_truth, load_observation, load_update,
                                       save_update)
 
+from workflow_copy import copy_workflow
+
 ROOT = Path(__file__).resolve().parents[1]
 #: every attack that needs nothing but the update file (the others exit 3 without --checkpoint etc.)
 UPDATE_ONLY = sorted(name for name, attack in registry().items() if not attack.needs & OPTION_NEEDS)
@@ -267,19 +269,12 @@ def test_empty_mapping_merged_over_the_default_is_an_error():
     check_overrides({"attacks": {"yin": {}}, "models": {"mine": {"arch": "fcn3"}}})  # {} where no entries needed
 
 
-def _workflow_copy(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for item in ("Snakefile", "workflow", "config"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    return dest
-
 
 @pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
 @pytest.mark.parametrize("override, key", [("table4: {stage: finetuned}\n", "table4.stage"),
                                            ("models: {}\n", "models")])
 def test_dry_run_stops_on_one_line_naming_the_key(tmp_path, override, key):
-    work = _workflow_copy(tmp_path / "wf")
+    work = copy_workflow(tmp_path / "wf")
     (work / "bad.yaml").write_text(override)
     proc = subprocess.run(["snakemake", "-n", "tables", "--configfile", "bad.yaml"], cwd=work, capture_output=True,
                           text=True, timeout=300)

@@ -12,7 +12,6 @@ from labelleak.attacks.rlg import (
     Certificates,
     estimate_rank,
     reveal_labels,
-    reveal_labels_reference,
     verify,
 )
 from labelleak.attacks.rlg import resolve_rank

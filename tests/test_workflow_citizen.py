@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,20 +12,16 @@ import yaml
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
+from workflow_copy import copy_workflow
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.v8+.yaml"
 CONDA_NAMES = {"matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal", "soundfile": "pysoundfile"}  # conda-forge's names
 
 
-def _copy(dest: Path) -> Path:
-    for item in ("Snakefile", "workflow", "config", "environment.yml"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    return dest
-
 
 def test_snakemake_lint_is_clean(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=_copy(tmp_path), capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=copy_workflow(tmp_path), capture_output=True,
                           text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -38,6 +38,18 @@ def load_config(path: str | os.PathLike) -> dict:
     return cfg
 
 
+DEFAULT_THREADS = 2
+
+
+def job_threads(cfg: dict) -> int:
+    """Intra-op threads of every job that trains, dumps or matches: the config's ``threads``, never ``--cores``.
+
+    A float reduction's order follows the thread count, so a job given fewer cores by the scheduler still
+    computes with this many threads: the same config gives the same bytes under any ``--cores``.
+    """
+    return int(cfg.get("threads", DEFAULT_THREADS))
+
+
 def validate_config(cfg: Any) -> dict:
     """Check ``cfg`` against the schema and the cross-references the schema cannot express."""
     if not isinstance(cfg, dict):

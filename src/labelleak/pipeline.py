@@ -44,24 +44,37 @@ def logging_to(path: str | os.PathLike | None) -> Iterator[None]:
             h.close()
 
 
-def run_job(log_file: str | os.PathLike | None, fn, *args, threads: int | None = None) -> None:
-    """Run one stage function as a Snakemake job: log to its log file; bad input is one line, exit 1."""
+def run_job(log_file: str | os.PathLike | None, fn, *args, threads: int = 1) -> None:
+    """Run one stage function as a Snakemake job: log to its log file; bad input is one line, exit 1.
+
+    ``threads`` is the job's intra-op thread count for torch and BLAS: 1, or ``config.job_threads(cfg)``
+    for the jobs that train or dump, never the scheduler's ``snakemake.threads`` (which follows
+    ``--cores``): a float sum's order follows the thread count, and the tables must not.
+    """
     from labelleak.errors import LabelleakError
+    from labelleak.resume import watch_scheduler
 
     from threadpoolctl import threadpool_limits
 
-    threads = int(threads or 1)
-    # BLAS threads = the job's threads: oversubscribed OpenBLAS makes small SVD/QR calls 100x slower.
+    threads = int(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op default, when it is imported later
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
+    # also keeps BLAS from oversubscribing: oversubscribed OpenBLAS makes small SVD/QR calls 100x slower
     with logging_to(log_file), threadpool_limits(limits=threads):
+        watch_scheduler()  # a killed run's job stops too, not an orphan beside the resumed one
         if "torch" in sys.modules or threads > 1:
             import torch
 
             torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(True, warn_only=True)
         try:
             fn(*args)
         except LabelleakError as exc:
             log.error("%s", exc)
             sys.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C, or the scheduler is gone (watch_scheduler): one line
+            log.error("interrupted")
+            sys.exit(130)
 
 
 def dataset(cfg: dict, name: str, split: str):

@@ -20,9 +20,9 @@ import os
 import re
 import sys
 
-from labelleak.config import check_overrides, check_paths, validate_config
+from labelleak.config import check_overrides, check_paths, job_threads, validate_config
 from labelleak.errors import ConfigError
-from snakemake.exceptions import WorkflowError
+from labelleak import resume
 
 try:
     # what --configfile / --config merged over config/config.yaml (an empty mapping there does nothing)
@@ -31,6 +31,11 @@ try:
     check_paths(config)
 except ConfigError as exc:
     sys.exit(f"labelleak: {exc}")
+
+# Plain resume (labelleak.resume): a killed scheduler's stale locks go, and its jobs stop with it.
+if workflow.is_main_process:
+    resume.reclaim_stale_locks(".snakemake")  # Snakemake keeps it in the working directory
+os.environ[resume.ENV] = resume.identity()
 
 
 R = "results"
@@ -50,15 +55,10 @@ STAGES = list(config["training"]["checkpoints"])
 BATCH_IDS = [f"{i:03d}" for i in range(config["sampling"]["num_batches"])]
 
 
-def workflow_cores():
-    """--cores of a local run; a cluster executor has none (the profile's set-threads decide there)."""
-    try:
-        return workflow.cores
-    except WorkflowError:
-        return os.cpu_count() or 1
-
-
-TORCH_THREADS = max(1, min(workflow_cores(), os.cpu_count() or 1))  # a cluster run: set-threads
+# Threads a torch rule asks the scheduler for; the job computes with job_threads(config) whatever it is
+# given (a local --cores 1 scales the request down, a cluster profile's set-threads raises it), so the
+# numbers depend on the config alone.
+TORCH_THREADS = job_threads(config)
 
 
 wildcard_constraints:
@@ -117,6 +117,11 @@ try:
     _pipeline.check_defense_config(config)
 except ConfigError as exc:
     sys.exit(f"labelleak: {exc}")
+
+# Plain resume (labelleak.resume): a killed scheduler's stale locks go, and its jobs stop with it.
+if workflow.is_main_process:
+    resume.reclaim_stale_locks(".snakemake")  # Snakemake keeps it in the working directory
+os.environ[resume.ENV] = resume.identity()
 
 DEFENDED_DIR = f"results/defended/{{defense}}/{SETTING}"
 # defense names (labelleak.defenses.NAME_PATTERN): any, update-stage transforms only, DP-SGD first

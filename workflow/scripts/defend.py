@@ -1,4 +1,4 @@
 from labelleak import pipeline
 
 pipeline.run_job(snakemake.log[0], pipeline.defend, snakemake.config, snakemake.wildcards.defense,
-                 list(snakemake.input), list(snakemake.output), threads=snakemake.threads)
+                 list(snakemake.input), list(snakemake.output))

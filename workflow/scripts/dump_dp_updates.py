@@ -1,5 +1,6 @@
 from labelleak import pipeline
+from labelleak.config import job_threads
 
 w = snakemake.wildcards
 pipeline.run_job(snakemake.log[0], pipeline.dump_dp, snakemake.config, w.defense, w.dataset, w.model, w.stage,
-                 snakemake.input.checkpoint, snakemake.input.batches, list(snakemake.output), threads=snakemake.threads)
+                 snakemake.input.checkpoint, snakemake.input.batches, list(snakemake.output), threads=job_threads(snakemake.config))

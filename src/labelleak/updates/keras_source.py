@@ -35,6 +35,13 @@ def import_tf():
         import tensorflow as tf
     except ImportError:
         raise LabelleakError("framework 'keras' needs tensorflow: pip install -e '.[keras]'") from None
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0"))  # the job's threads (pipeline.run_job); 0: TF's own
+    if threads and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TF's runtime already started: its threads are fixed by then
+            pass
     return tf
 
 
