@@ -118,10 +118,6 @@ try:
 except ConfigError as exc:
     sys.exit(f"labelleak: {exc}")
 
-# Plain resume (labelleak.resume): a killed scheduler's stale locks go, and its jobs stop with it.
-if workflow.is_main_process:
-    resume.reclaim_stale_locks(".snakemake")  # Snakemake keeps it in the working directory
-os.environ[resume.ENV] = resume.identity()
 
 DEFENDED_DIR = f"results/defended/{{defense}}/{SETTING}"
 # defense names (labelleak.defenses.NAME_PATTERN): any, update-stage transforms only, DP-SGD first
