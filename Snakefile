@@ -27,6 +27,6 @@ rule tables:
     default_target: True
     input:
         rules.table1.output,
-        [getattr(rules, t).output for t in LABEL_TABLES],  # label attacks (issue 3)
-        [getattr(rules, t).output for t in DEFENSE_TABLES],  # defenses: table4, defense_matrix, utility (issue 5)
-        [getattr(rules, t).output for t in SPEECH_STUDIES],  # speech: tables 2, 3, 5, figure 2 (issue 4)
+        [getattr(rules, t).output for t in LABEL_TABLES],  # label attacks
+        [getattr(rules, t).output for t in DEFENSE_TABLES],  # defenses: table4, defense_matrix, utility
+        [getattr(rules, t).output for t in SPEECH_STUDIES],  # speech: tables 2, 3, 5, figure 2

@@ -77,7 +77,7 @@ def test_keras_models_through_the_pipeline_stages(tmp_path):
     import json
 
     from labelleak import pipeline
-    from labelleak.updates.format import load_ground_truth
+    from labelleak.updates.format import load_truth
 
     cfg = {"seed": 0, "datasets": {"s": {"kind": "synthetic_images", "num_classes": 10, "image_size": 32,
                                          "train_size": 64, "eval_size": 40}},
@@ -90,10 +90,11 @@ def test_keras_models_through_the_pipeline_stages(tmp_path):
     batches = tmp_path / "batches.json"
     pipeline.sample(cfg, "s", "random", 5, 1, batches)
     outs = [tmp_path / "000.npz", tmp_path / "001.npz"]
-    pipeline.dump(cfg, "s", "eff_keras", "pretrained", ckpts["pretrained"], batches, outs)
-    for out in outs:
+    truths = [tmp_path / "000.json", tmp_path / "001.json"]
+    pipeline.dump(cfg, "s", "eff_keras", "pretrained", ckpts["pretrained"], batches, outs, truths)
+    for out, truth in zip(outs, truths):
         obs = load_observation(out)
         assert obs.dW.shape == (1280, 10) and obs.meta["framework"] == "keras" and obs.meta["checkpoint_step"] == 1
         record = run_attack("rlg", obs)
-        assert record["labels"] == sorted(load_ground_truth(out).label_set)
+        assert record["labels"] == sorted(load_truth(truth).label_set)
     assert json.loads(json.dumps(obs.meta))["device"].startswith(("cpu", "gpu"))

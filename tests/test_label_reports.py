@@ -22,7 +22,7 @@ from labelleak.models import build_model
 from labelleak.models.train import save_checkpoint
 from labelleak.reports.labels import LAYOUTS, attacks_vs_batch, study_rows, write_label_table
 from labelleak.updates.compute import projection_update
-from labelleak.updates.format import save_update
+from labelleak.updates.format import load_observation, save_truth, save_update
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,9 +77,9 @@ def _run_study(cfg, table, tmp_path):
             steps = [(torch.randn(row["n"], *model.input_shape), torch.as_tensor(labels[i * row["n"]:(i + 1) * row["n"]]))
                      for i in range(row["k"])]
             upd = projection_update(model, steps)
-            save_update(row["update"], upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=row["n"], steps=row["k"],
-                        labels=labels)
-        from labelleak.updates.format import load_observation
+            save_update(row["update"], upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=row["n"], steps=row["k"])
+            save_truth(row["update"] + ".truth.json", labels, 100)
+        row["truth"] = row["update"] + ".truth.json"
 
         needs = get_attack(row["method"]).needs
         rec = run_attack(row["method"], load_observation(row["update"]), **({"model": model} if "model" in needs else {}))

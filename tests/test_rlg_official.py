@@ -16,7 +16,7 @@ from labelleak.attacks import get_attack, run_attack
 from labelleak.attacks.rlg.official import perceptron_screen
 from labelleak.errors import NotApplicable
 from labelleak.io import read_json
-from labelleak.updates.format import Observation, save_update
+from labelleak.updates.format import Observation, save_truth, save_update
 
 ACTIVATIONS = {"tanh": nn.Tanh, "swish": nn.SiLU, "relu": nn.ReLU}
 
@@ -148,14 +148,15 @@ def test_pipeline_passes_the_true_number_of_labels(tmp_path):
     labels = [3, 3, 17, 17, 30, 41]  # repeats: k = 6 labels, as the script's gt_k, not the 4 classes
     dW = batch_update("relu", 64, 50, labels, seed=2)
     path = tmp_path / "u.npz"
-    save_update(path, dW, batch_size=6, steps=1, labels=np.asarray(labels), meta={"model": "resnet50"})
+    save_update(path, dW, batch_size=6, steps=1, meta={"model": "resnet50"})
+    save_truth(tmp_path / "t.json", labels, 50)  # the oracle's rule input: the job's only truth
     cfg = {"attacks": {"rlg_official": {"seed_negative_columns": ["resnet50"]}}}
-    pipeline.attack(cfg, "rlg_official", path, tmp_path / "r.json")
+    pipeline.attack(cfg, "rlg_official", path, tmp_path / "r.json", truths=[tmp_path / "t.json"])
     rec = read_json(tmp_path / "r.json")
     assert rec["method"] == "rlg_official" and rec["status"] == "ok"
     assert rec["num_labels"] == 6 and rec["info"]["k"] == 6 and rec["info"]["k_given"]
     assert rec["info"]["seeded"] > 0 and set(rec["labels"]) == set(labels)
-    pipeline.attack({"attacks": {}}, "rlg_official", path, tmp_path / "plain.json")
+    pipeline.attack({"attacks": {}}, "rlg_official", path, tmp_path / "plain.json", truths=[tmp_path / "t.json"])
     assert read_json(tmp_path / "plain.json")["info"]["seeded"] == 0
 
 

@@ -13,7 +13,8 @@ from labelleak import pipeline
 from labelleak.errors import UpdateFileError
 from labelleak.io import read_json
 from labelleak.updates.compute import projection_update
-from labelleak.updates.format import Observation, load_ground_truth, load_observation, load_update, save_update
+from labelleak.updates.format import (Observation, load_ground_truth, load_observation, load_update, save_truth,
+                                      save_update)
 
 from conftest import TinyNet, make_update
 
@@ -89,10 +90,12 @@ def test_attack_cannot_reach_ground_truth(tmp_path, update_file):
     forged = tmp_path / "forged.npz"
     save_update(forged, obs.dW, db=obs.db, W=obs.W, b=obs.b, batch_size=obs.batch_size, steps=obs.steps,
                 labels=np.zeros_like(truth.labels), meta=obs.meta)
+    truth_file = tmp_path / "truth.json"
+    save_truth(truth_file, truth.labels, obs.num_classes)  # an oracle method's truth file (the rule's input)
     cfg = {"attacks": {}}
     for method in registry():
-        pipeline.attack(cfg, method, path, tmp_path / f"{method}_a.json")
-        pipeline.attack(cfg, method, forged, tmp_path / f"{method}_b.json")
+        pipeline.attack(cfg, method, path, tmp_path / f"{method}_a.json", truths=[truth_file])
+        pipeline.attack(cfg, method, forged, tmp_path / f"{method}_b.json", truths=[truth_file])
         a, b = read_json(tmp_path / f"{method}_a.json"), read_json(tmp_path / f"{method}_b.json")
         assert a["labels"] == b["labels"] and a["status"] == b["status"]
 

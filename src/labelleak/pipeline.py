@@ -175,12 +175,21 @@ def _prepare_dump(cfg: dict, dataset_name: str, model_name: str, checkpoint, bat
     return data, batches, bmeta, model, info, device
 
 
+def save_batch_truth(path: str | os.PathLike, data, batch, bmeta: dict, index: int) -> None:
+    """The truth file of one dumped batch: its labels, and what could rebuild them (seed, indices)."""
+    from labelleak.updates.format import save_truth
+
+    save_truth(path, np.concatenate([data.labels[idx] for idx in batch]), data.num_classes, batch=index,
+               batch_seed=bmeta.get("seed"), composition=bmeta.get("composition"),
+               indices=[np.asarray(idx).tolist() for idx in batch])
+
+
 def dump(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: str | os.PathLike,
-         batches_file: str | os.PathLike, outputs: Paths) -> None:
-    """One update file per batch, by autograd on the full model at the given checkpoint."""
+         batches_file: str | os.PathLike, outputs: Paths, truths: Paths) -> None:
+    """One update file per batch, by autograd on the full model at the given checkpoint, and its truth file."""
     if framework(cfg, model_name) != "torch":
         return FRAMEWORK_STAGES[framework(cfg, model_name)]["dump"](cfg, dataset_name, model_name, stage, checkpoint,
-                                                                    batches_file, outputs)
+                                                                    batches_file, outputs, truths)
     import torch
 
     from labelleak.device import describe
@@ -190,19 +199,19 @@ def dump(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: 
     ucfg = cfg["updates"]
     data, batches, bmeta, model, info, device = _prepare_dump(cfg, dataset_name, model_name, checkpoint,
                                                               batches_file, outputs)
+    if len(truths) != len(outputs):
+        raise ValueError(f"{len(truths)} truth files for {len(outputs)} updates")
     model.to(memory_format=torch.channels_last)
     start = time.perf_counter()
     for i, (batch, out) in enumerate(zip(batches, outputs)):
         steps = [(data.images(idx).to(device, memory_format=torch.channels_last), torch.as_tensor(data.labels[idx], device=device)) for idx in batch]
         upd = projection_update(model, steps, lr=ucfg.get("local_lr", 0.1), bn_mode=ucfg.get("bn_mode", "eval"),
                                 chunk_size=ucfg.get("chunk_size", 50))
-        labels = np.concatenate([data.labels[idx] for idx in batch])
         meta = {"dataset": dataset_name, "model": model_name, "arch": cfg["models"][model_name]["arch"],
-                "stage": stage, "checkpoint_step": info.get("step"), "batch": i, "device": describe(device),
-                "bn_mode": ucfg.get("bn_mode", "eval"), "local_lr": ucfg.get("local_lr", 0.1),
-                "composition": bmeta.get("composition"), "batch_seed": bmeta.get("seed")}
-        save_update(out, upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch),
-                    labels=labels, meta=meta)
+                "stage": stage, "checkpoint_step": info.get("step"), "device": describe(device),
+                "bn_mode": ucfg.get("bn_mode", "eval"), "local_lr": ucfg.get("local_lr", 0.1)}
+        save_update(out, upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch), meta=meta)
+        save_batch_truth(truths[i], data, batch, bmeta, i)
         log.info("update %d/%d written (%.1fs elapsed)", i + 1, len(outputs), time.perf_counter() - start)
     log.info("dumped %d updates of %s/%s in %.1fs on %s", len(outputs), model_name, stage,
              time.perf_counter() - start, describe(device))
@@ -221,8 +230,11 @@ def attack_options(cfg: dict, method: str, obs) -> dict:
 
 
 def attack(cfg: dict, method: str, updates, outs, checkpoint: str | os.PathLike | None = None,
-           dataset_name: str | None = None, model_name: str | None = None) -> None:
+           dataset_name: str | None = None, model_name: str | None = None, truths: Paths | None = None) -> None:
     """Run one attack on every update of a setting (one result file each); n/a is an explicit record.
+
+    ``truths`` (the updates' truth files) reach only an oracle method (``ORACLE_METHODS``: an
+    experimenter's variant that is told the number of labels); the rule gives them to no other.
 
     ``updates`` and ``outs`` are paths or equally long lists of paths: one job per setting keeps
     the per-process start-up (torch import, model build) off the per-update cost. An attack that
@@ -231,9 +243,12 @@ def attack(cfg: dict, method: str, updates, outs, checkpoint: str | os.PathLike 
     """
     from labelleak.attacks import get_attack, run_attack
     from labelleak.pipeline_speech import ORACLE_METHODS, attack_name
-    from labelleak.updates.format import load_ground_truth, load_observation
+    from labelleak.updates.format import load_observation, load_truth
 
     updates = [updates] if isinstance(updates, (str, os.PathLike)) else list(updates)
+    truths = list(truths or [])
+    if method in ORACLE_METHODS and len(truths) != len(updates):
+        raise ValueError(f"oracle method {method!r} needs one truth file per update (rule input 'truth')")
     outs = [outs] if isinstance(outs, (str, os.PathLike)) else list(outs)
     if len(updates) != len(outs):
         raise ValueError(f"{len(updates)} updates for {len(outs)} result files")
@@ -244,7 +259,7 @@ def attack(cfg: dict, method: str, updates, outs, checkpoint: str | os.PathLike 
         obs = load_observation(update)  # the attacker's view: no labels
         options = {**attack_options(cfg, name, obs), **extras, **update_context(needs, update)}
         if method in ORACLE_METHODS:  # an experimenter's oracle, named in the method and the tables
-            options[ORACLE_METHODS[method][1]] = int(load_ground_truth(update).labels.size)
+            options[ORACLE_METHODS[method][1]] = int(load_truth(truths[updates.index(update)]).labels.size)
         record = run_attack(name, obs, **options)
         record.update(method=method, update=str(update))
         write_json(out, record)
@@ -259,13 +274,13 @@ def score(rows: list[dict], out: str | os.PathLike) -> None:
 
     from labelleak.io import write_text
     from labelleak.metrics.sets import SET_METRICS, set_scores
-    from labelleak.updates.format import load_ground_truth
+    from labelleak.updates.format import load_truth
 
     records = []
     for row in rows:
-        truth = load_ground_truth(row["update"])
+        truth = load_truth(row["truth"])
         result = read_json(row["result"])
-        rec = {k: v for k, v in row.items() if k not in ("update", "result", "ignore_ids_upto")}
+        rec = {k: v for k, v in row.items() if k not in ("update", "truth", "result", "ignore_ids_upto")}
         floor = row.get("ignore_ids_upto", -1)  # a bag of words leaves out <unk>, <s>, </s> (ids 0-2)
         true_set = {int(c) for c in truth.label_set if c > floor}
         rec.update(status=result["status"], seconds=result["seconds"], true_set_size=len(true_set),
@@ -384,27 +399,23 @@ def score_labels(rows: list[dict], out: str | os.PathLike) -> None:
     from labelleak.io import write_text
     from labelleak.metrics.counts import COUNT_METRICS, count_scores, existence_accuracy
     from labelleak.metrics.sets import SET_METRICS, set_scores
-    from labelleak.updates.format import load_update
+    from labelleak.updates.format import load_truth
 
     records = []
     for row in rows:
-        obs, truth = load_update(row["update"])
-        if truth is None:
-            from labelleak.errors import UpdateFileError
-
-            raise UpdateFileError(f"{row['update']}: has no 'labels' (ground truth), cannot be scored")
+        truth = load_truth(row["truth"])
+        C = truth.num_classes
         result = read_json(row["result"])
-        rec = {k: v for k, v in row.items() if k not in ("update", "result")}
+        rec = {k: v for k, v in row.items() if k not in ("update", "truth", "result")}
         rec.update(status=result["status"], seconds=result["seconds"], reason=result.get("reason", ""),
-                   gives_counts=get_attack(row["method"]).gives_counts, num_classes=obs.num_classes,
+                   gives_counts=get_attack(row["method"]).gives_counts, num_classes=C,
                    true_set_size=len(truth.label_set), true_num_labels=int(truth.labels.size))
         rec.update({m: np.nan for m in (*SET_METRICS, *COUNT_METRICS)})
         if result["status"] == "ok":
             rec.update(set_scores(result["labels"], truth.label_set))
-            rec["leacc"] = existence_accuracy(result["labels"], truth.label_set, obs.num_classes)
+            rec["leacc"] = existence_accuracy(result["labels"], truth.label_set, C)
             if result.get("counts") is not None:
-                rec.update(count_scores({int(c): n for c, n in result["counts"].items()}, truth.counts,
-                                        obs.num_classes))
+                rec.update(count_scores({int(c): n for c, n in result["counts"].items()}, truth.counts, C))
         records.append(rec)
     write_text(out, pd.DataFrame(records).to_csv(index=False))
 
@@ -428,7 +439,7 @@ def label_table(cfg: dict, table: str, scores_csv: str | os.PathLike, out: dict[
     log.info("wrote %s from %d scored updates", table, len(scores))
 
 
-# --------------------------------------------------------------------------- defenses (issue 5)
+# --------------------------------------------------------------------------- defenses
 def check_defense_config(cfg: dict) -> None:
     """Every defense name and attack of the defense study parses / is registered (one line naming the key)."""
     from labelleak.attacks import registry
@@ -476,22 +487,21 @@ def _defended_arrays(obs):
 
 
 def defend(cfg: dict, defense: str, inputs: Paths, outputs: Paths) -> None:
-    """Apply an update-stage defense to each dumped update (same format; ground truth carried for scoring)."""
+    """Apply an update-stage defense to each dumped update (same format; the truth file stays the source's)."""
     from labelleak.defenses import apply, compute_step
     from labelleak.defenses.base import DefenseError
-    from labelleak.updates.format import load_update, save_update
+    from labelleak.updates.format import load_observation, save_update
 
     if compute_step(defense) is not None:
         raise DefenseError(f"defense {defense!r} acts while the update is computed (rule dump_dp_updates)")
     start = time.perf_counter()
     for src, out in zip(inputs, outputs):
-        obs, truth = load_update(src)
+        obs = load_observation(src)  # a defense is the client's: it never sees more than the attacker
         rng = np.random.default_rng(derived_seed(cfg, "defend", defense, Path(src).as_posix()))
         sent = apply(defense, _defended_arrays(obs), rng)
-        meta = {**obs.meta, "defense": defense, "defended_from": str(src)}
+        meta = {**obs.meta, "defense": defense}
         save_update(out, sent[0], db=sent[1] if len(sent) > 1 else None, W=obs.W, b=obs.b,
-                    batch_size=obs.batch_size, steps=obs.steps, labels=None if truth is None else truth.labels,
-                    meta=meta)
+                    batch_size=obs.batch_size, steps=obs.steps, meta=meta)
     log.info("defense %s on %d updates in %.2fs", defense, len(outputs), time.perf_counter() - start)
 
 
@@ -524,11 +534,9 @@ def dump_dp(cfg: dict, defense: str, dataset_name: str, model_name: str, stage: 
         sent = apply(defense, (upd.dW, upd.db), rng)  # the update-stage parts after '+', if any
         eps = epsilon(sigma, 1.0, len(batch), delta)  # one batch = the client's data: sampling rate 1
         meta = {"dataset": dataset_name, "model": model_name, "stage": stage, "checkpoint_step": info.get("step"),
-                "batch": i, "defense": defense, "dp_clip": clip, "dp_noise_multiplier": sigma, "dp_epsilon": eps,
-                "dp_delta": delta, "local_lr": ucfg.get("local_lr", 0.1), "composition": bmeta.get("composition"),
-                "device": describe(device)}
-        save_update(out, sent[0], db=sent[1], W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch),
-                    labels=np.concatenate([data.labels[idx] for idx in batch]), meta=meta)
+                "defense": defense, "dp_clip": clip, "dp_noise_multiplier": sigma, "dp_epsilon": eps,
+                "dp_delta": delta, "local_lr": ucfg.get("local_lr", 0.1), "device": describe(device)}
+        save_update(out, sent[0], db=sent[1], W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch), meta=meta)
     log.info("DP-SGD (%s) dumped %d updates in %.1fs; epsilon %.3g at delta %g", defense, len(outputs),
              time.perf_counter() - start, epsilon(sigma, 1.0, 1, delta), delta)
 
@@ -701,7 +709,7 @@ def utility_table(cfg: dict, inputs: Paths, scores_csv: str | os.PathLike, out: 
                            title, {"pdf": out["pdf"], "png": out["png"]})
 
 
-# --------------------------------------------------------------------------- gradient sources (issue 6)
+# --------------------------------------------------------------------------- gradient sources
 def framework(cfg: dict, model_name: str) -> str:
     """The framework that computes a model's updates: torch (default) or keras (models.<name>.framework)."""
     return cfg["models"][model_name].get("framework", "torch")
@@ -742,7 +750,7 @@ def train_keras(cfg: dict, dataset_name: str, model_name: str, outputs: dict[str
 
 
 def dump_keras(cfg: dict, dataset_name: str, model_name: str, stage: str, checkpoint: str | os.PathLike,
-               batches_file: str | os.PathLike, outputs: Paths) -> None:
+               batches_file: str | os.PathLike, outputs: Paths, truths: Paths) -> None:
     """One update file per batch from a Keras model, by tf.GradientTape (same file format as torch)."""
     from labelleak.data.sampling import load_batches
     from labelleak.updates import keras_source as ks
@@ -753,6 +761,8 @@ def dump_keras(cfg: dict, dataset_name: str, model_name: str, stage: str, checkp
     batches, bmeta = load_batches(batches_file)
     if len(outputs) != len(batches):
         raise ValueError(f"{batches_file}: {len(batches)} batches for {len(outputs)} update files")
+    if len(truths) != len(outputs):
+        raise ValueError(f"{len(truths)} truth files for {len(outputs)} updates")
     model = _keras_model(cfg, model_name, data, derived_seed(cfg, "train", dataset_name, model_name))
     info = ks.load_keras_checkpoint(checkpoint, model)
     device = ks.keras_device()
@@ -761,11 +771,10 @@ def dump_keras(cfg: dict, dataset_name: str, model_name: str, stage: str, checkp
         steps = [(ks.to_channels_last(data.images(idx)), data.labels[idx]) for idx in batch]
         upd = ks.keras_projection_update(model, steps, lr=ucfg.get("local_lr", 0.1), bn_mode=ucfg.get("bn_mode", "eval"))
         meta = {"dataset": dataset_name, "model": model_name, "arch": cfg["models"][model_name]["arch"],
-                "framework": "keras", "stage": stage, "checkpoint_step": info.get("step"), "batch": i,
-                "device": device, "bn_mode": ucfg.get("bn_mode", "eval"), "local_lr": ucfg.get("local_lr", 0.1),
-                "composition": bmeta.get("composition"), "batch_seed": bmeta.get("seed")}
-        save_update(out, upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch),
-                    labels=np.concatenate([data.labels[idx] for idx in batch]), meta=meta)
+                "framework": "keras", "stage": stage, "checkpoint_step": info.get("step"),
+                "device": device, "bn_mode": ucfg.get("bn_mode", "eval"), "local_lr": ucfg.get("local_lr", 0.1)}
+        save_update(out, upd.dW, db=upd.db, W=upd.W, b=upd.b, batch_size=len(batch[0]), steps=len(batch), meta=meta)
+        save_batch_truth(truths[i], data, batch, bmeta, i)
         log.info("update %d/%d written (%.1fs elapsed)", i + 1, len(outputs), time.perf_counter() - start)
     log.info("dumped %d Keras updates of %s/%s in %.1fs on %s", len(outputs), model_name, stage,
              time.perf_counter() - start, device)

@@ -15,13 +15,12 @@ import time
 
 import numpy as np
 
+from labelleak.data.wordpiece import SPECIAL_MAX_ID
 from labelleak.io import read_json, write_json, write_text
 from labelleak.pipeline import Paths, derived_seed, run_job  # noqa: F401 (run_job: the scripts' entry)
 
 log = logging.getLogger("labelleak")
 
-#: Set metrics of a bag of words leave out <unk>, <s>, </s> (ids 0-2), as the paper's report script does.
-SPECIAL_MAX_ID = 2
 #: Method aliases that run a registered attack with one experimenter-given option (an oracle, stated in
 #: the tables): Table 3 of the paper runs RLG with the true number of target positions S; rlg_official, the
 #: released script, always gets it (gt_k: the number of labels, repeats included).
@@ -95,25 +94,27 @@ def train_asr(cfg: dict, corpus_name: str, outputs: dict[str, str | os.PathLike]
 
 
 def dump_asr(cfg: dict, corpus_name: str, stage: str, checkpoint: str | os.PathLike,
-             groups_file: str | os.PathLike, outputs: Paths) -> None:
-    """One update per utterance group: the projection layer's update plus the decoder's (sibling file)."""
+             groups_file: str | os.PathLike, outputs: Paths, truths: Paths) -> None:
+    """One update per utterance group: the projection layer's update plus the decoder's (sibling file),
+    and its truth file (the target pieces and the utterance ids, which could rebuild them)."""
     from labelleak.device import describe
     from labelleak.models.asr_train import load_asr_checkpoint
     from labelleak.updates.asr import asr_update, save_asr_update
+    from labelleak.updates.format import save_truth
 
     data = corpus(cfg, corpus_name)
     groups = read_json(groups_file)["groups"]
     outputs = [o for o in outputs if not str(o).endswith(".decoder.npz")]
-    if len(groups) < len(outputs):
-        raise ValueError(f"{groups_file}: {len(groups)} groups for {len(outputs)} update files")
+    if len(groups) < len(outputs) or len(truths) != len(outputs):
+        raise ValueError(f"{groups_file}: {len(groups)} groups for {len(outputs)} update files, {len(truths)} truths")
     model = load_asr_checkpoint(checkpoint)
     local_lr = cfg["speech"].get("local_lr", 0.1)
     start = time.perf_counter()
     for i, (group, out) in enumerate(zip(groups, outputs)):
         upd = asr_update(model, group, data.utterances, data.features, local_lr=local_lr)
-        save_asr_update(out, upd, {"dataset": corpus_name, "model": "las", "stage": stage, "batch": i,
-                                   "utterances": group, "local_lr": local_lr,
+        save_asr_update(out, upd, {"dataset": corpus_name, "model": "las", "stage": stage, "local_lr": local_lr,
                                    "device": describe(next(model.parameters()).device)})
+        save_truth(truths[i], upd.labels, upd.dW.shape[1], batch=i, utterances=group)
     log.info("dumped %d ASR updates at stage %s in %.1fs", len(outputs), stage, time.perf_counter() - start)
 
 
@@ -136,15 +137,15 @@ def score_speech(cfg: dict, corpus_name: str, rows: list[dict], out: str | os.Pa
 
     from labelleak.metrics.sequence import exact_match, length_error, pieces_to_words, word_error_rate
     from labelleak.metrics.sets import SET_METRICS, set_scores
-    from labelleak.updates.format import load_ground_truth
+    from labelleak.updates.format import load_truth
 
     decode = functools.partial(pieces_to_words, pieces=corpus(cfg, corpus_name).vocab.pieces)
     records = []
     for row in rows:
-        truth = load_ground_truth(row["update"])
+        truth = load_truth(row["truth"])
         labels = [int(x) for x in truth.labels]
         result = read_json(row["result"])
-        rec = {k: v for k, v in row.items() if k not in ("update", "result")}
+        rec = {k: v for k, v in row.items() if k not in ("update", "truth", "result")}
         rec.update(status=result["status"], seconds=result["seconds"], true_length=len(labels),
                    reason=result.get("reason", ""))
         rec.update(dict.fromkeys((*SET_METRICS, "length_error", "wer", "transcript_em", "wer_run0",

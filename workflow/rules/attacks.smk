@@ -3,6 +3,7 @@ rule attack:
     input:
         npz=attack_inputs,
         checkpoint=attack_checkpoint,
+        truth=lambda w: oracle_truth(w, BATCH_IDS),  # an oracle method's only; no other attack sees a truth file
     output:
         expand(f"results/attacks/{{{{defense}}}}/{{{{method}}}}/{with_braces(SETTING)}/{{batch}}.json", batch=BATCH_IDS),
     group:

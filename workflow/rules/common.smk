@@ -23,6 +23,7 @@ import sys
 from labelleak.config import check_overrides, check_paths, job_threads, validate_config
 from labelleak.errors import ConfigError
 from labelleak import resume
+from labelleak.data.wordpiece import SPECIAL_MAX_ID
 
 try:
     # what --configfile / --config merged over config/config.yaml (an empty mapping there does nothing)
@@ -43,6 +44,7 @@ BATCHES = "results/batches/{dataset}/{composition}_N{n}_K{k}.json"
 CHECKPOINT = "results/models/{dataset}/{model}/{stage}.pt"
 SETTING = "{dataset}/{model}/{stage}/{composition}_N{n}_K{k}"
 UPDATE = f"results/updates/{SETTING}/{{batch}}.npz"
+TRUTH_DIR = f"results/truth/{SETTING}"  # ground truth: an input of scoring rules (and oracle methods) only
 RESULT = f"results/attacks/{{defense}}/{{method}}/{SETTING}/{{batch}}.json"
 DEFENDED = f"results/defended/{{defense}}/{SETTING}/{{batch}}.npz"  # an update after a defense (not none)
 ENV = "../../environment.yml"
@@ -78,7 +80,29 @@ def with_braces(pattern):
     return pattern.replace("{", "{{").replace("}", "}}")
 
 
+def truth_of(update):
+    """The truth file of an update of the DAG; a defended update shares its source's (same batch)."""
+    m = re.fullmatch(r"results/(?:updates|defended/[^/]+)/(.+)\.npz", update)
+    if m is None:
+        raise ValueError(f"{update}: not an update path of this workflow")
+    return f"results/truth/{m.group(1)}.json"
+
+
+def with_truth(rows):
+    """Rows (update, result, keys) with the truth file of each update added (for the scoring side)."""
+    return [dict(row, truth=truth_of(row["update"])) for row in rows]
+
+
 # ---- functions of attacks.smk
+def oracle_truth(wildcards, batch_ids):
+    """Truth files for an oracle method (told the number of labels by the experimenter); none otherwise."""
+    from labelleak.pipeline_speech import ORACLE_METHODS
+
+    if wildcards.method not in ORACLE_METHODS:
+        return []
+    return [f"{TRUTH_DIR}/{b}.json".format(**wildcards) for b in batch_ids]
+
+
 def attack_inputs(wildcards):
     """The updates an attack job sees: the dumped ones, or the defended ones when the defense is not none."""
     pattern = UPDATE if wildcards.defense == "none" else DEFENDED
@@ -107,10 +131,10 @@ def table1_rows():
                     rows.append(dict(update=UPDATE.format(**keys),
                                      result=RESULT.format(defense="none", method=method, **keys),
                                      model=model, n=n, method=method, batch=batch))
-    return rows
+    return with_truth(rows)
 
 
-# ---- defenses.smk (issue 5): config check, paths and the rows of the defense study
+# ---- defenses.smk: config check, paths and the rows of the defense study
 from labelleak import pipeline as _pipeline
 
 try:
@@ -147,7 +171,7 @@ def defense_rows(study):
                                      defense=defense, method=method, batch=batch))
     if study == "table4" and sec.get("speech_stage") is not None and config.get("speech"):
         rows += speech_defense_rows(sec)
-    return rows
+    return with_truth(rows)
 
 
 def speech_defense_rows(sec):
@@ -162,7 +186,7 @@ def speech_defense_rows(sec):
                 update = UPDATE.format(**keys) if defense == "none" else DEFENDED.format(defense=defense, **keys)
                 rows.append(dict(update=update, result=RESULT.format(defense=defense, method=method, **keys),
                                  dataset=corpus, model="las", stage=sec["speech_stage"], n=1, defense=defense,
-                                 method=method, batch=batch, ignore_ids_upto=2))
+                                 method=method, batch=batch, ignore_ids_upto=SPECIAL_MAX_ID))
     return rows
 
 
@@ -171,10 +195,10 @@ def label_rows(table):
     """(update, result, keys) of every attacked update of one label table."""
     from labelleak.reports.labels import study_rows
 
-    return study_rows(config, table, UPDATE, RESULT)
+    return with_truth(study_rows(config, table, UPDATE, RESULT))
 
 
-# ---- speech.smk (issue 4): the ASR corpus, its stages and update counts, the rows of the speech studies
+# ---- speech.smk: the ASR corpus, its stages and update counts, the rows of the speech studies
 def _names(names):
     """A wildcard regex matching exactly these names (one that matches nothing when there are none)."""
     return "|".join(re.escape(n) for n in names) or "(?!)"
@@ -201,4 +225,4 @@ def speech_study_rows(study):
     """(update, result, keys) of every attacked update of one speech study."""
     from labelleak.reports.speech import speech_rows
 
-    return speech_rows(config, study, UPDATE, RESULT)
+    return with_truth(speech_rows(config, study, UPDATE, RESULT))

@@ -1,4 +1,4 @@
-# Defenses (issue 5): between the update dump and the attacks, so one dump feeds every defense.
+# Defenses: between the update dump and the attacks, so one dump feeds every defense.
 # `defend` transforms dumped updates (Sign-SGD, GradDrop, noise, clipping, QSGD, top-k, compositions);
 # DP-SGD acts while the update is computed, so `dump_dp_updates` computes its updates itself. Both write
 # the update format under results/defended/{defense}/..., which the `attack` rule reads for defense != none.
@@ -46,7 +46,7 @@ rule dump_dp_updates:
 rule score_defense_study:
     """Per-update set scores of one defense study (the analysis side: reads the ground truth)."""
     input:
-        updates=lambda w: [r["update"] for r in defense_rows(w.study)],
+        truth=lambda w: [r["truth"] for r in defense_rows(w.study)],
         results=lambda w: [r["result"] for r in defense_rows(w.study)],
     output:
         "results/scores/defenses/{study}.csv",

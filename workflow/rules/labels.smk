@@ -6,7 +6,7 @@ LABEL_TABLES = [t for t in ("idlg_table", "ilrg_table", "geng_table", "leaderboa
 rule score_labels:
     """Per-update set and count scores of one label table (the analysis side: reads the ground truth)."""
     input:
-        updates=lambda w: [r["update"] for r in label_rows(w.table)],
+        truth=lambda w: [r["truth"] for r in label_rows(w.table)],
         results=lambda w: [r["result"] for r in label_rows(w.table)],
     output:
         "results/scores/{table}.csv",

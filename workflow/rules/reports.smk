@@ -1,7 +1,7 @@
 rule score_table1:
     """Per-update set scores of Table 1 (the analysis side: reads the ground truth)."""
     input:
-        updates=[r["update"] for r in table1_rows()],
+        truth=[r["truth"] for r in table1_rows()],
         results=[r["result"] for r in table1_rows()],
     output:
         "results/scores/table1.csv",

@@ -43,8 +43,9 @@ rule dump_asr_updates:
         checkpoint="results/models/{dataset}/las/{stage}.pt",
         groups=SPEECH_GROUPS,
     output:
-        expand(f"results/updates/{{{{dataset}}}}/las/{{{{stage}}}}/utt_N{{{{n}}}}_K{{{{k}}}}/{{batch}}{{ext}}",
-               batch=SPEECH_IDS, ext=[".npz", ".decoder.npz"]),
+        updates=expand(f"results/updates/{{{{dataset}}}}/las/{{{{stage}}}}/utt_N{{{{n}}}}_K{{{{k}}}}/{{batch}}{{ext}}",
+                       batch=SPEECH_IDS, ext=[".npz", ".decoder.npz"]),
+        truth=expand("results/truth/{{dataset}}/las/{{stage}}/utt_N{{n}}_K{{k}}/{batch}.json", batch=SPEECH_IDS),
     wildcard_constraints:
         dataset=SPEECH_CORPORA,
     log:
@@ -62,6 +63,7 @@ use rule attack as attack_speech with:
     input:
         npz=speech_attack_inputs,
         checkpoint=attack_checkpoint,
+        truth=lambda w: oracle_truth(w, SPEECH_IDS),
     output:
         expand(f"results/attacks/{{{{defense}}}}/{{{{method}}}}/{with_braces(SETTING)}/{{batch}}.json", batch=SPEECH_IDS),
     wildcard_constraints:
@@ -109,7 +111,7 @@ use rule defend as defend_speech with:
 rule score_speech:
     """Per-update scores of one speech study (the analysis side: reads the ground truth)."""
     input:
-        updates=lambda w: [r["update"] for r in speech_study_rows(w.study)],
+        truth=lambda w: [r["truth"] for r in speech_study_rows(w.study)],
         results=lambda w: [r["result"] for r in speech_study_rows(w.study)],
     output:
         "results/scores/speech/{study}.csv",

@@ -4,7 +4,8 @@ rule dump_updates:
         checkpoint=CHECKPOINT,
         batches=BATCHES,
     output:
-        expand(f"results/updates/{with_braces(SETTING)}/{{batch}}.npz", batch=BATCH_IDS),
+        updates=expand(f"results/updates/{with_braces(SETTING)}/{{batch}}.npz", batch=BATCH_IDS),
+        truth=expand(f"{with_braces(TRUTH_DIR)}/{{batch}}.json", batch=BATCH_IDS),  # scoring's input only
     wildcard_constraints:
         dataset=IMAGE_DATASETS,
     log:

@@ -22,6 +22,8 @@ from labelleak.errors import DatasetError
 
 WORD_START = "\u2581"  # ▁
 SPECIALS = ("<unk>", "<s>", "</s>", "<noise>", "<epsilon>", WORD_START)
+#: ids 0-2 (<unk>, <s>, </s>) are no words: a bag of words leaves them out (the paper's report script)
+SPECIAL_MAX_ID = 2
 UNK, SOS, EOS = 0, 1, 2
 #: The size of lingvo's Librispeech960Wpm vocabulary, used by the paper.
 LINGVO_SIZE = 16328

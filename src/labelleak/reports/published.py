@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from labelleak.metrics.sets import SET_METRICS
+
 #: Table 1: (method, model, N) -> (precision, recall, F1, exact match)
 TABLE1 = {
     ("yin", "resnet50", 10): (1.0, 0.996, 0.998, 0.96),
@@ -24,7 +26,6 @@ TABLE1 = {
     ("rlg", "efficientnet_b0", 100): (0.998, 0.999, 0.999, 0.78),
 }
 
-SET_METRICS = ("precision", "recall", "f1", "exact_match")
 
 
 def table1_frame() -> pd.DataFrame:

@@ -144,7 +144,7 @@ def save_asr_update(path: str | os.PathLike, update: ASRUpdate, meta: Mapping[st
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     save_update(path, update.dW, db=update.db, W=update.W, b=update.b, batch_size=update.batch_size,
-                steps=update.steps, labels=update.labels,
+                steps=update.steps,  # labels: the caller's truth file (format.save_truth), never in the update
                 meta={**dict(meta or {}), "local_lr": update.local_lr, "decoder_file": decoder_path(path).name})
 
 

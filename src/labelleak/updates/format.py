@@ -15,17 +15,24 @@ key            shape       meaning
 ``batch_size`` ()          optional int. Samples per step (N).
 ``steps``      ()          optional int. Local steps (K).
 ``labels``     (K*N,)      optional int. Every label used, with repeats, in order. Ground truth:
-                           for scoring only, never given to an attack.
-``meta``       ()          optional str. JSON with provenance (model, stage, device, seed, ...).
+                           for scoring only, never given to an attack. (Version 1 writers; the
+                           pipeline writes it to a truth file instead, see below.)
+``meta``       ()          optional str. JSON with provenance (model, stage, device, ...). An attack
+                           sees only the keys of :data:`ATTACKER_META`.
 =============  ==========  ==================================================================
 
-``format_version`` (scalar int, 1) is always written; a file of a newer version is refused and one
-without it (older writers) is read as version 1.
+``format_version`` (scalar int) is always written; a file of a newer version is refused and one
+without it (older writers) is read as version 1. Version 2 (this one) changes no key: the pipeline
+no longer writes ``labels`` (nor the batch seed, batch index or utterance ids in ``meta``, from which
+labels can be rebuilt) into update files, and an attacker's :class:`Observation` keeps only the
+allow-listed ``meta`` keys. Version 1 files, labels included, are read as before.
 
-``load_update`` splits a file into the :class:`Observation` an attacker sees and the
-:class:`GroundTruth` only the analysis sees; attacks receive the observation alone.
+**Truth files** (``.json``, kind ``labelleak-truth``): the ground truth of one update, beside it in the
+DAG but never an input of an attack job: ``{"kind", "version": 1, "labels": [...], "num_classes": C,
+"provenance": {...}}`` (:func:`save_truth`, :func:`load_truth`).
+
 :func:`load_observation` never reads ``labels`` (not even to check them): only the scoring side,
-:func:`load_ground_truth` / :func:`load_update`, reads and checks them.
+:func:`load_ground_truth` / :func:`load_update` / :func:`load_truth`, reads and checks them.
 """
 
 from __future__ import annotations
@@ -43,7 +50,16 @@ import numpy as np
 from labelleak.errors import UpdateFileError
 from labelleak.io import atomic_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+TRUTH_KIND = "labelleak-truth"
+TRUTH_VERSION = 1
+
+#: the meta keys an attack may see (provenance that is no ground truth and cannot rebuild it)
+ATTACKER_META = frozenset({
+    "dataset", "model", "arch", "framework", "stage", "checkpoint_step", "device", "bn_mode", "local_lr",
+    "defense", "dp_clip", "dp_noise_multiplier", "dp_epsilon", "dp_delta", "decoder_file",
+    "source", "before", "after", "layer", "weight_key", "layout", "dtype", "lr",  # labelleak update
+})
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,7 @@ class GroundTruth:
     """What only the analysis sees: the labels used to compute the update."""
 
     labels: np.ndarray  # (K*N,) ints, with repeats, in order
+    num_classes: int | None = None  # C, where the truth file says (update files: dW's columns)
 
     @property
     def label_set(self) -> set[int]:
@@ -174,6 +191,8 @@ def _read(path: str | os.PathLike, with_labels: bool) -> tuple[Observation, dict
             raise UpdateFileError(f"{path}: 'meta' is not valid JSON") from None
         if not isinstance(meta, dict):
             raise UpdateFileError(f"{path}: 'meta' must be a JSON object, got {type(meta).__name__}")
+    if not with_labels:  # the attacker's view: allow-listed provenance only
+        meta = {k: v for k, v in meta.items() if k in ATTACKER_META}
     obs = Observation(
         dW=arrays["dW"],
         db=arrays.get("db"),
@@ -192,7 +211,7 @@ def load_update(path: str | os.PathLike) -> tuple[Observation, GroundTruth | Non
     if "labels" not in arrays:
         return obs, None
     _validate_labels(arrays["labels"], obs.num_classes, str(path))
-    return obs, GroundTruth(labels=arrays["labels"].astype(np.int64))
+    return obs, GroundTruth(labels=arrays["labels"].astype(np.int64), num_classes=obs.num_classes)
 
 
 def load_observation(path: str | os.PathLike) -> Observation:
@@ -206,6 +225,37 @@ def load_ground_truth(path: str | os.PathLike) -> GroundTruth:
     if truth is None:
         raise UpdateFileError(f"{path}: has no 'labels' (ground truth), cannot be scored")
     return truth
+
+
+def save_truth(path: str | os.PathLike, labels, num_classes: int, **provenance: Any) -> None:
+    """Write the ground truth of one update (labels with repeats, in order) as a truth file, atomically."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    _validate_labels(labels, int(num_classes), str(path))
+    doc = {"kind": TRUTH_KIND, "version": TRUTH_VERSION, "labels": labels.tolist(), "num_classes": int(num_classes),
+           "provenance": provenance}
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(doc, sort_keys=True, default=str) + "\n")
+
+
+def load_truth(path: str | os.PathLike) -> GroundTruth:
+    """The ground truth of a truth file (the analysis side); one-line :class:`UpdateFileError`."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UpdateFileError(f"{path}: no such truth file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UpdateFileError(f"{path}: not a readable truth file ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != TRUTH_KIND:
+        raise UpdateFileError(f"{path}: not a truth file (kind {TRUTH_KIND!r})")
+    if not isinstance(doc.get("version"), int) or doc["version"] > TRUTH_VERSION:
+        raise UpdateFileError(f"{path}: truth file version {doc.get('version')!r} is not one this labelleak reads")
+    raw, C = doc.get("labels"), doc.get("num_classes")
+    if not isinstance(raw, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in raw) \
+            or not isinstance(C, int) or C < 1:
+        raise UpdateFileError(f"{path}: 'labels' must be a list of integers and 'num_classes' a positive integer")
+    labels = np.asarray(raw, dtype=np.int64)
+    _validate_labels(labels, C, str(path))
+    return GroundTruth(labels=labels, num_classes=C)
 
 
 def _validate(arrays: dict[str, np.ndarray], where: str) -> None:
