@@ -197,3 +197,34 @@ def test_defense_config_errors_name_the_key():
     cfg["table4"]["speech_methods"] = ["rlg_true_s", "rlg_s"]
     with pytest.raises(ConfigError, match=r"'table4.speech_methods.1'"):
         pipeline.check_defense_config(cfg)
+
+
+def test_privacy_utility_figure_keeps_na_apart_and_labels_apart(tmp_path):
+    """n/a leakage goes to the n/a strip (never at a made-up x); coinciding points share one label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from labelleak.reports import defenses as rd
+
+    frame = pd.DataFrame({"algorithm": ["fedsgd"] * 4 + ["fedavg"] * 4,
+                          "defense": ["none", "signsgd", "graddrop-0.5", "dpsgd-1.0-1.0"] * 2,
+                          "leakage": [1.0, 0.2, 1.0, np.nan] * 2, "accuracy": [0.8, 0.7, 0.8, 0.2] * 2})
+    shown = []
+    real_close = plt.close
+    plt.close = lambda fig=None: shown.append(fig)  # keep the figure to inspect it
+    try:
+        rd.privacy_utility_figure(frame, "RLG F1", "title", {k: tmp_path / f"f.{k}" for k in ("pdf", "png")})
+    finally:
+        plt.close = real_close
+    fig = shown[0]
+    strips = [ax for ax in fig.axes if [t.get_text() for t in ax.get_xticklabels()] == ["n/a"]]
+    assert len(strips) == 2  # one n/a strip per algorithm
+    for strip in strips:
+        (pts,) = [c.get_offsets() for c in strip.collections]
+        assert np.allclose(np.asarray(pts), [[0.0, 0.2]])  # only the DP-SGD point, at the strip's x
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts if ax not in strips]
+    assert "1,3" in labels and "1" not in labels  # none and graddrop-0.5 coincide: one label
+    real_close(fig)

@@ -1,4 +1,4 @@
-"""The federated simulation: IID shards, training that learns, defenses applied to client updates."""
+"""Federated training (Flower engine): IID shards, training that learns, defenses applied to client updates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TinyNet
-from labelleak.federated import federated_train, split_clients
+from labelleak.federated import flower_train, split_clients
 
 
 def _data(seed=0, n=400, classes=4):
@@ -31,11 +31,11 @@ def test_training_learns_under_a_defense(defense, steps):
     xt, yt = _data(seed=0)  # same centers: a test set from the same distribution
     fn = lambda: TinyNet(num_classes=4, activation="relu")  # noqa: E731
     server_lr = 0.002 if defense == "signsgd" else None
-    res = federated_train(fn, x, y, xt, yt, defense=defense, clients=3, rounds=8, local_steps=steps,
+    res = flower_train(fn, x, y, xt, yt, defense=defense, clients=3, rounds=8, local_steps=steps,
                           batch_size=16, lr=0.1, server_lr=server_lr, seed=1)
     assert res.accuracy > 0.6  # chance: 0.25
     assert (res.epsilon is not None) == defense.startswith("dpsgd")
-    again = federated_train(fn, x, y, xt, yt, defense=defense, clients=3, rounds=8, local_steps=steps,
+    again = flower_train(fn, x, y, xt, yt, defense=defense, clients=3, rounds=8, local_steps=steps,
                             batch_size=16, lr=0.1, server_lr=server_lr, seed=1)
     assert again.accuracy == res.accuracy  # seeded
 
@@ -44,7 +44,7 @@ def test_a_destructive_defense_costs_accuracy():
     torch.set_num_threads(1)
     x, y = _data()
     fn = lambda: TinyNet(num_classes=4, activation="relu")  # noqa: E731
-    base = [federated_train(fn, x, y, x, y, clients=2, rounds=3, lr=0.1, seed=s).accuracy for s in (3, 4)]
-    noisy = [federated_train(fn, x, y, x, y, defense="noise-10.0", clients=2, rounds=3, lr=0.1, seed=s).accuracy
+    base = [flower_train(fn, x, y, x, y, clients=2, rounds=3, lr=0.1, seed=s).accuracy for s in (3, 4)]
+    noisy = [flower_train(fn, x, y, x, y, defense="noise-10.0", clients=2, rounds=3, lr=0.1, seed=s).accuracy
              for s in (3, 4)]
     assert np.mean(noisy) < np.mean(base) - 0.2

@@ -631,11 +631,11 @@ def aggregate_defenses(scores, cfg: dict):
 
 
 def utility(cfg: dict, algorithm: str, defense: str, out: str | os.PathLike) -> None:
-    """Test accuracy of a small model trained federatedly with every client update passed through ``defense``."""
+    """Test accuracy of a small model trained with Flower's FedAvg, every client's update passed through ``defense``."""
     import torch
 
     from labelleak.defenses import parse
-    from labelleak.federated import federated_train
+    from labelleak.federated import flower_train
     from labelleak.metrics.bootstrap import mean_ci
     from labelleak.models import build_model
 
@@ -652,7 +652,7 @@ def utility(cfg: dict, algorithm: str, defense: str, out: str | os.PathLike) -> 
     families = [s.family.name for s in parse(defense)]
     server_lr = next((u.get("server_lr", {})[f] for f in families if f in u.get("server_lr", {})), None)
     local_steps, rounds = u["local_steps"][algorithm], u["rounds"][algorithm]
-    res = federated_train(model_fn, x, y, x_test, y_test, defense=defense, clients=u["clients"],
+    res = flower_train(model_fn, x, y, x_test, y_test, defense=defense, clients=u["clients"],
                           rounds=rounds, local_steps=local_steps, batch_size=u["batch_size"], lr=u["lr"],
                           server_lr=server_lr, delta=cfg.get("defenses", {}).get("delta", 1e-5),
                           seed=derived_seed(cfg, "utility", algorithm, defense))

@@ -82,33 +82,63 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
 
 def privacy_utility_figure(frame: pd.DataFrame, leak_label: str, title: str, out: dict[str, str | os.PathLike]
                            ) -> None:
-    """Scatter of attack success (x) against test accuracy (y), one point per (algorithm, defense)."""
+    """Attack success (x) against test accuracy (y): one panel per algorithm, one point per defense.
+
+    Points carry a number, not a name, and points that coincide (to 0.01) share one label ("2,5"),
+    so no label overlaps another; the numbers are keyed under the panels. A defense whose attack was
+    n/a on every update has no x: it is drawn in a separate "n/a" strip left of its panel, never at
+    a made-up score.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    na_x = -0.08  # where defenses go whose attack was n/a on every update (shown, never given a score)
-    for (algorithm, group), marker in zip(frame.groupby("algorithm", sort=True), "os^Dv"):
-        pts = group[["leakage", "accuracy"]].to_numpy(float)
-        ok = ~np.isnan(pts).any(axis=1)
-        dots = ax.scatter(pts[ok, 0], pts[ok, 1], marker=marker, label=algorithm)
-        if (~ok).any():
-            ax.scatter(np.full((~ok).sum(), na_x), pts[~ok, 1], marker=marker, facecolors="none",
-                       edgecolors=dots.get_facecolor(), label=f"{algorithm}: attack n/a on every update")
-        for (_, row) in group.iterrows():
-            x = na_x if np.isnan(row["leakage"]) else row["leakage"]
-            ax.annotate(defense_label(row["defense"]), (x, row["accuracy"]), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
-        if ok.any():
-            front = pts[ok][pareto_front(pts[ok])]
-            ax.plot(front[:, 0], front[:, 1], "--", lw=1, label=f"{algorithm} Pareto front")
-    ax.set_xlabel(leak_label)
-    ax.set_ylabel("test accuracy (federated training)")
-    ax.set_title(textwrap.fill(title, 80), fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=150)
+    algorithms = sorted(frame["algorithm"].unique())
+    defenses = list(dict.fromkeys(frame["defense"]))
+    number = {d: i + 1 for i, d in enumerate(defenses)}
+    fig = plt.figure(figsize=(4.2 * len(algorithms) + 0.6, 5.2))
+    grid = fig.add_gridspec(2, 2 * len(algorithms), width_ratios=[1, 6] * len(algorithms), height_ratios=[5, 1],
+                            wspace=0.1)
+    acc = frame["accuracy"].to_numpy(float)
+    ylim = (max(0.0, np.nanmin(acc) - 0.05), min(1.02, np.nanmax(acc) + 0.05))
+    for j, algorithm in enumerate(algorithms):
+        group = frame[frame["algorithm"] == algorithm]
+        strip = fig.add_subplot(grid[0, 2 * j])
+        ax = fig.add_subplot(grid[0, 2 * j + 1], sharey=strip)
+        ok = group["leakage"].notna().to_numpy()
+        for axis, part, xs in ((ax, group[ok], group[ok]["leakage"]), (strip, group[~ok], np.zeros((~ok).sum()))):
+            axis.scatter(xs, part["accuracy"], s=18, facecolors="C0" if axis is ax else "none", edgecolors="C0")
+            spots: list[tuple[float, float, list[int]]] = []  # points within 0.03 of one another share a label
+            for x, (_, row) in zip(np.asarray(xs, float), part.iterrows()):
+                y = float(row["accuracy"])
+                near = next((s for s in spots if abs(s[0] - x) < 0.03 and abs(s[1] - y) < 0.03), None)
+                (near[2] if near else spots.append((x, y, [])) or spots[-1][2]).append(number[row["defense"]])
+            for x, y, nums in spots:
+                axis.annotate(",".join(map(str, sorted(nums))), (x, y), fontsize=6, xytext=(3, 2),
+                              textcoords="offset points")
+        pts = group[ok][["leakage", "accuracy"]].to_numpy(float)
+        if len(pts):
+            front = pts[pareto_front(pts)]
+            front = front[np.argsort(front[:, 0])]
+            ax.plot(front[:, 0], front[:, 1], "--", lw=1, color="C1", label="Pareto front")
+            ax.legend(fontsize=6, loc="upper left")
+        strip.set_xticks([0], ["n/a"])
+        strip.set_xlim(-1, 1)
+        strip.set_ylim(*ylim)
+        strip.grid(alpha=0.3, axis="y")
+        strip.tick_params(labelleft=j == 0)
+        ax.tick_params(labelleft=False)
+        ax.set_xlim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.set_title(algorithm, fontsize=8)
+        ax.set_xlabel(leak_label, fontsize=8)
+        if j == 0:
+            strip.set_ylabel("test accuracy (federated training)")
+    key = fig.add_subplot(grid[1, :])
+    key.axis("off")
+    key.text(0, 0.5, textwrap.fill("   ".join(f"{n}: {defense_label(d)}" for d, n in number.items()), 150),
+             fontsize=6, va="top", family="monospace")
+    fig.suptitle(textwrap.fill(title, 110), fontsize=8)
+    save_figure(fig, {key_: out[key_] for key_ in ("pdf", "png")}, dpi=150)
     plt.close(fig)
