@@ -6,10 +6,23 @@
 * :mod:`labelleak.data.sampling`: which items form each attacked update, saved as index lists.
 """
 
-from labelleak.data.base import BUILDERS, ImageDataset, build_dataset
-from labelleak.data.imagenet import ImageNetVal, read_class_index, read_label_file
-from labelleak.data.sampling import COMPOSITIONS, SamplingError, load_batches, sample_batches, save_batches
-from labelleak.data.synthetic import SyntheticImages
+import importlib
+
+#: name -> submodule; imported on first use (PEP 562), so ``labelleak.data.wordpiece`` or the workflow's
+#: constants do not pull in torch through ``labelleak.data.base``.
+_HOME = {
+    "BUILDERS": "base", "ImageDataset": "base", "build_dataset": "base",
+    "ImageNetVal": "imagenet", "read_class_index": "imagenet", "read_label_file": "imagenet",
+    "COMPOSITIONS": "sampling", "SamplingError": "sampling", "load_batches": "sampling", "sample_batches": "sampling",
+    "save_batches": "sampling", "SyntheticImages": "synthetic",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'labelleak.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"labelleak.data.{_HOME[name]}"), name)
+
 
 __all__ = [
     "BUILDERS",
