@@ -20,6 +20,7 @@ include: "workflow/rules/reports.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/defenses.smk"
 include: "workflow/rules/speech.smk"
+include: "workflow/rules/fl_rounds.smk"
 
 
 rule tables:
@@ -27,6 +28,6 @@ rule tables:
     default_target: True
     input:
         rules.table1.output,
-        [getattr(rules, t).output for t in LABEL_TABLES],  # label attacks
+        [getattr(rules, t).output for t in LABEL_TABLES],  # label attacks, fl_rounds (Flower clients)
         [getattr(rules, t).output for t in DEFENSE_TABLES],  # defenses: table4, defense_matrix, utility
         [getattr(rules, t).output for t in SPEECH_STUDIES],  # speech: tables 2, 3, 5, figure 2

@@ -110,6 +110,12 @@ def test_label_tables_reproduce_the_seed_papers_findings(smoke_run):
     board = pd.read_csv(tables / "leaderboard.csv").set_index("method")
     assert board.loc["yin", "mean"] < 0.5 and board.loc["rlg", "mean"] >= 0.95  # swish LeNet, F1
     assert (board["n_updates"] + board["n_na"] == 3).all()
+    fl = pd.read_csv(tables / "fl_rounds.csv")  # Flower clients' updates, attacked as the server holds them
+    fl_cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["fl_rounds"]
+    assert set(fl["method"]) == set(fl_cfg["methods"]) and set(fl["round"]) == {f"round{r + 1}" for r in range(fl_cfg["rounds"])}
+    rlg = fl[(fl["method"] == "rlg_true_s") & (fl["metric"] == "f1")]
+    assert len(rlg) == fl_cfg["rounds"] * len(fl_cfg["local_steps"]) and (rlg["mean"] == 1.0).all()
+    assert (smoke_run / "results" / "figures" / "fl_rounds.png").stat().st_size > 1000
     geng = pd.read_csv(tables / "geng_table.csv")
     ilrg_counts = geng[(geng["method"] == "ilrg") & (geng["metric"] == "count_exact_match")]
     assert (ilrg_counts["mean"] >= 0.99).all() and len(ilrg_counts) == 2  # FedSGD and FedAvg K=2

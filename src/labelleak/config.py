@@ -180,7 +180,7 @@ def _check_references(cfg: dict) -> None:
 def _check_defense_sections(cfg: dict) -> None:
     """table4, defense_matrix and utility name defined datasets, models and stages (methods and defense
     names: :func:`labelleak.pipeline.check_defense_config`, which knows the attack registry)."""
-    for section in ("table4", "defense_matrix", "utility"):
+    for section in ("table4", "defense_matrix", "utility", "fl_rounds"):
         sec = cfg.get(section)
         if sec is None:
             continue

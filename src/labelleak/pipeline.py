@@ -398,6 +398,7 @@ def score_labels(rows: list[dict], out: str | os.PathLike) -> None:
     from labelleak.attacks import get_attack
     from labelleak.io import write_text
     from labelleak.metrics.counts import COUNT_METRICS, count_scores, existence_accuracy
+    from labelleak.pipeline_speech import attack_name
     from labelleak.metrics.sets import SET_METRICS, set_scores
     from labelleak.updates.format import load_truth
 
@@ -408,7 +409,7 @@ def score_labels(rows: list[dict], out: str | os.PathLike) -> None:
         result = read_json(row["result"])
         rec = {k: v for k, v in row.items() if k not in ("update", "truth", "result")}
         rec.update(status=result["status"], seconds=result["seconds"], reason=result.get("reason", ""),
-                   gives_counts=get_attack(row["method"]).gives_counts, num_classes=C,
+                   gives_counts=get_attack(attack_name(row["method"])).gives_counts, num_classes=C,
                    true_set_size=len(truth.label_set), true_num_labels=int(truth.labels.size))
         rec.update({m: np.nan for m in (*SET_METRICS, *COUNT_METRICS)})
         if result["status"] == "ok":
@@ -421,16 +422,16 @@ def score_labels(rows: list[dict], out: str | os.PathLike) -> None:
 
 
 def label_table(cfg: dict, table: str, scores_csv: str | os.PathLike, out: dict[str, str | os.PathLike]) -> None:
-    """One label table (idlg_table, ilrg_table, geng_table, leaderboard [+ its figure])."""
+    """One label table (idlg_table, ilrg_table, geng_table, leaderboard, fl_rounds [+ its figure])."""
     import pandas as pd
 
     from labelleak.config import config_hash
-    from labelleak.reports.labels import attacks_vs_batch, write_label_table
+    from labelleak.reports.labels import FIGURES, write_label_table
 
     scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
     write_label_table(cfg, table, scores, config_hash(cfg), out)
     if "pdf" in out:
-        attacks_vs_batch(cfg, scores, out)
+        FIGURES[table](cfg, scores, out)
     if "times" in out:  # measured wall times: results/benchmarks/, never in a table
         from labelleak.io import write_text
         from labelleak.reports.labels import attack_times
@@ -449,7 +450,7 @@ def check_defense_config(cfg: dict) -> None:
     from labelleak.pipeline_speech import ORACLE_METHODS
 
     known = [*registry(), *ORACLE_METHODS]
-    for section in ("table4", "defense_matrix", "utility"):
+    for section in ("table4", "defense_matrix", "utility", "fl_rounds"):
         sec = cfg.get(section) or {}
         for i, name in enumerate(sec.get("defenses") or []):
             try:
@@ -462,6 +463,14 @@ def check_defense_config(cfg: dict) -> None:
                 if method not in known:
                     raise ConfigError(f"config key '{section}.{key}.{i}': unknown attack {method!r}; known: "
                                       f"{', '.join(sorted(known))}")
+    from labelleak.attacks.base import OPTION_NEEDS
+    from labelleak.pipeline_speech import attack_name
+
+    for i, method in enumerate((cfg.get("fl_rounds") or {}).get("methods") or []):
+        extra = sorted(registry()[attack_name(method)].needs & OPTION_NEEDS)
+        if extra:
+            raise ConfigError(f"config key 'fl_rounds.methods.{i}': {method!r} needs {', '.join(extra)}; the study "
+                              f"attacks client updates as the server holds them (update-only attacks)")
     # datasets, models and stages of these sections: labelleak.config.validate_config (their own key paths)
     utility = cfg.get("utility")
     if utility is not None and cfg.get("defense_matrix") is None:

@@ -23,6 +23,7 @@ import sys
 from labelleak.config import check_overrides, check_paths, job_threads, validate_config
 from labelleak.errors import ConfigError
 from labelleak import resume
+from labelleak.jobs import fl_rounds as fl_jobs
 from labelleak.data.wordpiece import SPECIAL_MAX_ID
 
 try:
@@ -67,7 +68,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9\-]+(?:_[A-Za-z0-9\-]+)*",
     model=r"[A-Za-z0-9_\-]+",
     stage=r"[A-Za-z0-9_\-]+",
-    composition=r"[a-z]+",
+    composition=r"(?!fl$)[a-z]+",  # fl: the Flower clients' own batches (fl_rounds.smk)
     n=r"\d+",
     k=r"\d+",
     batch=r"\d+",

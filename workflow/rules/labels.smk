@@ -1,6 +1,6 @@
 # The label attacks of the seed papers on identical updates: per-update scores, their tables,
 # the leaderboard and its figure. Settings come from the config sections named in LABEL_TABLES.
-LABEL_TABLES = [t for t in ("idlg_table", "ilrg_table", "geng_table", "leaderboard") if t in config]
+LABEL_TABLES = [t for t in ("idlg_table", "ilrg_table", "geng_table", "leaderboard", "fl_rounds") if t in config]
 
 
 rule score_labels:

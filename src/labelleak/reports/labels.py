@@ -35,9 +35,25 @@ def activation_of(cfg: dict, model: str) -> str:
     return spec.get("activation") or ARCH_ACTIVATION.get(spec["arch"], "relu")
 
 
+def section(cfg: dict, table: str) -> dict:
+    """The config section of a label table in one shape (settings, stages, N, K, methods, batches).
+
+    ``fl_rounds`` says it in federated terms (rounds, clients, local steps): its stages are the rounds,
+    its batches the clients, its composition ``fl`` (the Flower clients draw their own batches).
+    """
+    t = cfg[table]
+    if table != "fl_rounds":
+        return t
+    from labelleak.jobs.fl_rounds import COMPOSITION, round_stages
+
+    return {"settings": [{"dataset": t["dataset"], "model": t["model"]}], "stages": round_stages(t["rounds"]),
+            "batch_sizes": [t["batch_size"]], "steps": t["local_steps"], "composition": COMPOSITION,
+            "methods": t["methods"], "num_batches": t["clients"]}
+
+
 def study_rows(cfg: dict, table: str, update_pattern: str, result_pattern: str) -> list[dict]:
     """One row per (setting, stage, N, K, method, batch) of the config section ``table``."""
-    t = cfg[table]
+    t = section(cfg, table)
     composition = t.get("composition", cfg["sampling"]["composition"])
     rows = []
     for setting in t["settings"]:
@@ -157,7 +173,58 @@ def attack_times(scores: pd.DataFrame) -> pd.DataFrame:
                          "max_s": grouped.max(), "total_s": grouped.sum()}).reset_index()
 
 
-LAYOUTS: dict[str, Callable] = {"idlg_table": _idlg, "ilrg_table": _ilrg, "geng_table": _geng, "leaderboard": _leaderboard}
+def _fl_rounds(scores, cfg, seed):
+    form = np.where(scores["k"] == 1, "FedSGD", "FedAvg K=" + scores["k"].astype(str))
+    scores = scores.assign(form=form, round=scores["stage"])
+    s = cfg["fl_rounds"]
+    agg = _aggregate(scores, ["method", "form", "round"], ("f1", "exact_match"), ("count_exact_match",), seed)
+    return agg, TableSpec("fl_rounds", "Labels revealed from the client updates of Flower FedAvg rounds",
+                          f"{s['model']} on {s['dataset']}, {s['clients']} clients, N = {s['batch_size']} per local "
+                          f"step, lr {s['lr']}: every client's update (W0 - WK)/lr of every round, attacked as the "
+                          f"server sees it (`labelleak update`). F1 / EM of the label set; count EM for count methods. "
+                          f"{COMMON}", rows=("method", "form"), block="round",
+                          metrics=("f1", "exact_match", "count_exact_match"),
+                          row_order={"method": tuple(s["methods"]), "form": ("FedSGD", *sorted(set(form) - {"FedSGD"}))},
+                          block_order=tuple(section(cfg, "fl_rounds")["stages"]))
+
+
+def fl_rounds_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.PathLike]) -> None:
+    """Figure: each attack's F1 (count EM for count methods) against the round, FedSGD and FedAvg panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labelleak.io import save_figure
+
+    rounds = section(cfg, "fl_rounds")["stages"]
+    df = scores.assign(value=np.where(scores["gives_counts"].astype(bool), scores["count_exact_match"], scores["f1"]),
+                       r=scores["stage"].map({s: i + 1 for i, s in enumerate(rounds)}))
+    ks = sorted(df["k"].unique())
+    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.4), squeeze=False, sharey=True)
+    for ax, k in zip(axes[0], ks):
+        for method in cfg["fl_rounds"]["methods"]:
+            sub = df[(df["k"] == k) & (df["method"] == method)]
+            ok = sub[sub["status"] == "ok"].groupby("r")["value"].mean()
+            if len(ok):
+                ax.plot(ok.index, ok.values, marker="o", label=PRETTY.get(method, method))
+            na = sub[sub["status"] != "ok"].groupby("r").size()
+            if len(na):  # n/a updates are counted, never scored: marked at the bottom with their count
+                ax.scatter(na.index, np.full(len(na), -0.04), marker="x", color="grey")
+        ax.set_title("FedSGD (K = 1)" if k == 1 else f"FedAvg (K = {k})", fontsize=9)
+        ax.set_xlabel("round")
+        ax.set_xticks(range(1, len(rounds) + 1))
+        ax.set_ylim(-0.08, 1.05)
+    axes[0][0].set_ylabel("F1 (set) / count EM (counts); x: n/a")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=120)
+    plt.close(fig)
+
+
+LAYOUTS: dict[str, Callable] = {"idlg_table": _idlg, "ilrg_table": _ilrg, "geng_table": _geng, "leaderboard": _leaderboard,
+                                "fl_rounds": _fl_rounds}
+
 
 
 def with_intervals(agg: pd.DataFrame, spec: TableSpec) -> str:
@@ -232,3 +299,7 @@ def attacks_vs_batch(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.Pa
     fig.tight_layout()
     save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=120)
     plt.close(fig)
+
+
+#: the figure each label table draws beside it (rule outputs pdf and png)
+FIGURES: dict[str, Callable] = {"leaderboard": attacks_vs_batch, "fl_rounds": fl_rounds_figure}
