@@ -653,7 +653,7 @@ def utility(cfg: dict, algorithm: str, defense: str, out: str | os.PathLike) -> 
     train, test = dataset(cfg, u["dataset"], "train"), dataset(cfg, u["dataset"], "eval")
     n_train = min(len(train), u.get("train_items", len(train)))
     x = train.images(np.arange(n_train))
-    y = torch.as_tensor(train.labels[:n_train])
+    y = torch.as_tensor(np.array(train.labels[:n_train]))
     x_test, y_test = test.images(np.arange(len(test))), torch.as_tensor(test.labels)
     spec = cfg["models"][u["model"]]
     options = {k: v for k, v in spec.items() if k not in ("arch", "weights")}

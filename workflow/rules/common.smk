@@ -34,6 +34,16 @@ try:
 except ConfigError as exc:
     sys.exit(f"labelleak: {exc}")
 
+# --cores above this machine's CPUs would only oversubscribe them (2-thread torch jobs slow down several-fold
+# beside each other); the numbers do not depend on --cores (config.threads), so a local run is capped at the CPUs.
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_ASKED = workflow.global_resources["_cores"]
+if (workflow.is_main_process and workflow.global_resources["_nodes"].value is None and _ASKED.value is not None
+        and _ASKED.value > _CPUS):
+    print(f"labelleak: --cores {_ASKED.value} capped at this machine's {_CPUS} CPUs (the numbers do not depend "
+          f"on --cores; jobs compute with config threads: {job_threads(config)})", file=sys.stderr)
+    workflow.global_resources["_cores"] = type(_ASKED)("_cores", _CPUS)
+
 # Plain resume (labelleak.resume): a killed scheduler's stale locks go, and its jobs stop with it.
 if workflow.is_main_process:
     resume.reclaim_stale_locks(".snakemake")  # Snakemake keeps it in the working directory
