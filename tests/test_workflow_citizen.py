@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -69,3 +70,15 @@ def test_slurm_profile_asks_gpus_for_gpu_rules_and_works_without_accounting():
     attack = rules_text[rules_text.index("rule attack:"):]
     attack = attack[:attack.index("\nrule ") if "\nrule " in attack else None]
     assert "group:" in attack and "CHEAP" in attack
+
+
+def test_cores_above_the_machine_are_capped(tmp_path):
+    """--cores beyond the CPUs would only oversubscribe them; the scheduler gets the CPU count instead."""
+    work = copy_workflow(tmp_path / "wf")
+    target = "results/batches/synth100/random_N10_K1.json"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4096", target, "--configfile",
+                           "config/smoke.yaml"], cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cpus = len(os.sched_getaffinity(0))
+    assert f"--cores 4096 capped at this machine's {cpus} CPUs" in proc.stderr
+    assert f"Provided cores: {cpus}" in proc.stdout + proc.stderr
