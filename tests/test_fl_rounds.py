@@ -53,3 +53,19 @@ def test_rows_are_rounds_by_clients():
     assert len(rows) == 2 * 2 * 2 * 2  # rounds x K x methods x clients
     assert rows[0]["update"] == "u/s/m/round1/fl_N4_K1/000.npz"
     assert section(CFG, "fl_rounds")["stages"] == ["round1", "round2"]
+
+
+def test_a_method_that_needs_the_model_is_refused_with_its_key():
+    import copy
+
+    from labelleak.errors import ConfigError
+    from labelleak.pipeline import check_defense_config
+
+    cfg = copy.deepcopy(CFG)
+    cfg["fl_rounds"]["methods"] = ["rlg", "geng"]
+    with pytest.raises(ConfigError, match=r"'fl_rounds.methods.1': 'geng' needs model") as err:
+        check_defense_config(cfg)
+    assert "\n" not in str(err.value)
+    cfg["fl_rounds"]["methods"] = ["nope"]
+    with pytest.raises(ConfigError, match=r"'fl_rounds.methods.0': unknown attack 'nope'"):
+        check_defense_config(cfg)
