@@ -36,8 +36,9 @@ def test_count_metrics_definitions():
     assert s["leacc"] == pytest.approx(1 - 2 / 10)  # 7 missed, 9 spurious, over all 10 classes
     assert s["lnacc"] == pytest.approx(1 - 3 / 10)  # 4, 7, 9 wrong
     assert s["irec"] == pytest.approx((2 + 1 + 0) / 6)
+    assert s["lnacc_present"] == pytest.approx(1 / 3)  # of the present classes 1, 4, 7: only 1 right
     assert count_scores(true, true, 10) == {"count_exact_match": 1.0, "count_accuracy": 1.0, "leacc": 1.0,
-                                            "lnacc": 1.0, "irec": 1.0}
+                                            "lnacc": 1.0, "irec": 1.0, "lnacc_present": 1.0}
     assert existence_accuracy({1, 2}, {1}, 1000) > 0.99  # the inflation the captions warn about
 
 

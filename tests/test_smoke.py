@@ -110,6 +110,10 @@ def test_label_tables_reproduce_the_seed_papers_findings(smoke_run):
     board = pd.read_csv(tables / "leaderboard.csv").set_index("method")
     assert board.loc["yin", "mean"] < 0.5 and board.loc["rlg", "mean"] >= 0.95  # swish LeNet, F1
     assert (board["n_updates"] + board["n_na"] == 3).all()
+    counts = pd.read_csv(tables / "counts_by_stage.csv")  # ours next to iLRG, untrained and trained, K = 1 and 2
+    ours = counts[(counts["method"] == "rlg_counts") & (counts["metric"] == "count_exact_match")]
+    assert len(ours) == 4 and ((ours["n_updates"] + ours["n_na"]) == 2).all()
+    assert (smoke_run / "results" / "figures" / "counts_by_stage.png").stat().st_size > 1000
     fl = pd.read_csv(tables / "fl_rounds.csv")  # Flower clients' updates, attacked as the server holds them
     fl_cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["fl_rounds"]
     assert set(fl["method"]) == set(fl_cfg["methods"]) and set(fl["round"]) == {f"round{r + 1}" for r in range(fl_cfg["rounds"])}

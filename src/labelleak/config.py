@@ -243,7 +243,7 @@ def _check_compositions(cfg: dict) -> None:
                                   f"per update, got {per}")
 
 
-LABEL_TABLES = ("idlg_table", "ilrg_table", "geng_table", "leaderboard")
+LABEL_TABLES = ("idlg_table", "ilrg_table", "geng_table", "leaderboard", "counts_by_stage")
 
 
 def _check_label_tables(cfg: dict) -> None:
@@ -265,6 +265,19 @@ def _check_label_tables(cfg: dict) -> None:
                               f"({cfg['sampling']['num_batches']}), the batches each setting has")
         if t.get("figure_stage") is not None and t["figure_stage"] not in t["stages"]:
             raise ConfigError(f"config key '{table}.figure_stage': {t['figure_stage']!r} is not one of its stages")
+        known = _attack_names()
+        for i, method in enumerate(t["methods"]):
+            if method not in known:
+                raise ConfigError(f"config key '{table}.methods.{i}': unknown attack {method!r}; known: "
+                                  f"{', '.join(sorted(known))}")
+
+
+def _attack_names() -> set[str]:
+    """Registered attacks and the oracle methods named after them (the names a study's methods may use)."""
+    from labelleak.attacks import registry
+    from labelleak.pipeline_speech import ORACLE_METHODS
+
+    return {*registry(), *ORACLE_METHODS}
 
 
 #: The speech studies, their required keys, and which key names stages / counts of updates.

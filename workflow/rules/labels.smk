@@ -1,6 +1,6 @@
 # The label attacks of the seed papers on identical updates: per-update scores, their tables,
 # the leaderboard and its figure. Settings come from the config sections named in LABEL_TABLES.
-LABEL_TABLES = [t for t in ("idlg_table", "ilrg_table", "geng_table", "leaderboard", "fl_rounds") if t in config]
+LABEL_TABLES = [t for t in ("idlg_table", "ilrg_table", "geng_table", "leaderboard", "fl_rounds", "counts_by_stage") if t in config]
 
 
 rule score_labels:
@@ -94,6 +94,27 @@ rule leaderboard:
         CHEAP
     log:
         "results/logs/leaderboard.log",
+    conda:
+        ENV
+    script:
+        "../scripts/label_table.py"
+
+
+rule counts_by_stage:
+    """Instance counts from untrained to trained checkpoints, FedSGD vs FedAvg: every count method, with a figure."""
+    input:
+        "results/scores/counts_by_stage.csv",
+    output:
+        csv=report("results/tables/counts_by_stage.csv", caption="../report/counts_by_stage.rst", category=REPORT_TABLES),
+        md="results/tables/counts_by_stage.md",
+        tex="results/tables/counts_by_stage.tex",
+        pdf=report("results/figures/counts_by_stage.pdf", caption="../report/counts_by_stage.rst",
+                   category=REPORT_FIGURES),
+        png="results/figures/counts_by_stage.png",
+    group:
+        CHEAP
+    log:
+        "results/logs/counts_by_stage.log",
     conda:
         ENV
     script:

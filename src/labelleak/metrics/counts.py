@@ -10,7 +10,9 @@ and C the number of classes:
   **all C classes** of the indicator [k^_c > 0] against [k_c > 0]. Absent classes predicted
   absent count as correct, which inflates the value for large C;
 * ``lnacc``: iLRG's label-number accuracy, the accuracy over **all C classes** of [k^_c = k_c];
-* ``irec``: instance recall, sum_c min(k^_c, k_c) / N.
+* ``irec``: instance recall, sum_c min(k^_c, k_c) / N;
+* ``lnacc_present``: LnAcc over the **present** classes only, the fraction of true classes with k^_c = k_c
+  (over all C, absent classes that are predicted absent inflate LnAcc towards 1).
 
 ``leacc`` also applies to set-only attacks (existence from the predicted set); the others need
 counts. Tables average the per-update values over updates.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-COUNT_METRICS = ("count_exact_match", "count_accuracy", "leacc", "lnacc", "irec")
+COUNT_METRICS = ("count_exact_match", "count_accuracy", "leacc", "lnacc", "irec", "lnacc_present")
 
 
 def existence_accuracy(predicted: Iterable[int], true: Iterable[int], num_classes: int) -> float:
@@ -45,4 +47,5 @@ def count_scores(predicted: Mapping[int, int], true: Mapping[int, int], num_clas
         "leacc": existence_accuracy(pred, truth, num_classes),
         "lnacc": 1.0 - (len(union) - right) / num_classes,
         "irec": sum(min(pred.get(c, 0), k) for c, k in truth.items()) / n,
+        "lnacc_present": sum(pred.get(c, 0) == k for c, k in truth.items()) / len(truth),
     }

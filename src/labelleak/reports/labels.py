@@ -23,7 +23,7 @@ from labelleak.reports.tables import PRETTY, TableSpec, aggregate, write_table
 PRETTY.update({
     "idlg": "iDLG", "dlg": "DLG", "llg": "LLG", "llg_plus": "LLG+", "llg_star": "LLG*", "geng": "Geng et al.",
     "ilrg": "iLRG", "leacc": "LeAcc", "lnacc": "LnAcc", "irec": "IRec", "count_exact_match": "count EM",
-    "count_accuracy": "CntAcc", "value": "score", "accuracy": "Acc", "median_s": "median s/update", "form": "form",
+    "count_accuracy": "CntAcc", "lnacc_present": "LnAcc (present)", "rlg_counts": "RLG counts (ours)", "value": "score", "accuracy": "Acc", "median_s": "median s/update", "form": "form",
 })
 
 #: activation in front of the head of the architectures that do not take an ``activation`` option.
@@ -103,6 +103,7 @@ DEFINITIONS = {
     "irec": "instance recall sum_c min(predicted count, true count) / N",
     "count_exact_match": "1 iff every class's count is right (the whole multiset)",
     "count_accuracy": "fraction of classes present or predicted whose count is exactly right",
+    "lnacc_present": "fraction of the classes present in the batch whose count is exactly right",
 }
 COMMON = ("Each cell is the mean over updates of the per-update value (95% bootstrap CI in the CSV and at the end "
           "of the .md); "
@@ -188,6 +189,55 @@ def _fl_rounds(scores, cfg, seed):
                           block_order=tuple(section(cfg, "fl_rounds")["stages"]))
 
 
+def _counts_by_stage(scores, cfg, seed):
+    form = np.where(scores["k"] == 1, "FedSGD", "FedAvg K=" + scores["k"].astype(str))
+    scores = scores.assign(setting=_setting(scores, stage=False), form=form)
+    metrics = ("count_exact_match", "lnacc_present", "irec")
+    t = cfg["counts_by_stage"]
+    agg = _aggregate(scores, ["method", "form", "n", "stage", "setting"], (), metrics, seed)
+    agg = agg.assign(column=agg["setting"] + ", " + agg["stage"])
+    order = tuple(f"{s['dataset']}/{s['model']} ({activation_of(cfg, s['model'])}), {st}" for s in t["settings"]
+                  for st in t["stages"])
+    return agg.drop(columns=["setting", "stage"]), TableSpec(
+        "counts_by_stage", "Instance counts from untrained to trained checkpoints, FedSGD and FedAvg",
+        f"{_defs(*metrics)} (iLRG's LnAcc over all C classes counts every correctly absent class and tends to 1.) "
+        f"Composition "
+        f"{t.get('composition', 'repeats')}: repeated labels. {COMMON}",
+        rows=("method", "form", "n"), block="column", metrics=metrics,
+        row_order={"method": tuple(t["methods"]), "form": ("FedSGD", *sorted(set(form) - {"FedSGD"}))},
+        block_order=order)
+
+
+def counts_by_stage_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.PathLike]) -> None:
+    """Figure: count exact match of each count method against the training stage, one panel per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labelleak.io import save_figure
+
+    t = cfg["counts_by_stage"]
+    stages = list(t["stages"])
+    df = scores.assign(x=scores["stage"].map({s: i for i, s in enumerate(stages)}))
+    ks = sorted(df["k"].unique())
+    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.4), squeeze=False, sharey=True)
+    for ax, k in zip(axes[0], ks):
+        for method in t["methods"]:
+            sub = df[(df["k"] == k) & (df["method"] == method) & (df["status"] == "ok")]
+            line = sub.groupby("x")["count_exact_match"].mean()
+            if len(line):
+                ax.plot(line.index, line.values, marker="o", label=PRETTY.get(method, method))
+        ax.set_xticks(range(len(stages)), stages)
+        ax.set_title("FedSGD (K = 1)" if k == 1 else f"FedAvg (K = {k})", fontsize=9)
+        ax.set_ylim(-0.05, 1.05)
+    axes[0][0].set_ylabel("count exact match (n/a: not drawn)")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=120)
+    plt.close(fig)
+
+
 def fl_rounds_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.PathLike]) -> None:
     """Figure: each attack's F1 (count EM for count methods) against the round, FedSGD and FedAvg panels."""
     import matplotlib
@@ -223,7 +273,7 @@ def fl_rounds_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.Pa
 
 
 LAYOUTS: dict[str, Callable] = {"idlg_table": _idlg, "ilrg_table": _ilrg, "geng_table": _geng, "leaderboard": _leaderboard,
-                                "fl_rounds": _fl_rounds}
+                                "fl_rounds": _fl_rounds, "counts_by_stage": _counts_by_stage}
 
 
 
@@ -302,4 +352,5 @@ def attacks_vs_batch(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.Pa
 
 
 #: the figure each label table draws beside it (rule outputs pdf and png)
-FIGURES: dict[str, Callable] = {"leaderboard": attacks_vs_batch, "fl_rounds": fl_rounds_figure}
+FIGURES: dict[str, Callable] = {"leaderboard": attacks_vs_batch, "fl_rounds": fl_rounds_figure,
+                                "counts_by_stage": counts_by_stage_figure}
