@@ -41,6 +41,15 @@ def make_update(activation="relu", d=64, num_classes=50, labels=(1, 7, 7, 20), s
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Small models on a shared CPU: one thread is faster than an oversubscribed two (use with usefixtures)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def update_file(tmp_path):
     """Write an update file of a TinyNet (swish features) and return (path, true labels)."""
 

@@ -22,12 +22,7 @@ from labelleak.attacks.counts_lastlayer import (
 from labelleak.updates.format import Observation
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def repeated(rng, C, n, distinct):

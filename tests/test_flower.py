@@ -32,12 +32,7 @@ from labelleak.updates.from_weights import update_from_weights
 C = 50  # classes of the TinyNet head
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def _data(n=120, classes=4, seed=0, d_in=32):

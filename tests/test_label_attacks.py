@@ -17,13 +17,7 @@ from labelleak.updates.compute import projection_update
 from labelleak.updates.format import Observation
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small models on a shared CPU: one thread is faster than an oversubscribed two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def observe(model, labels, steps=1, seed=0):

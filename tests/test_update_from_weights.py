@@ -24,13 +24,7 @@ SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 C, N = 100, 8  # classes of the head, samples in the client's batch (distinct labels)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared CPU: one thread is faster than an oversubscribed two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class TinyCNN(nn.Module):
