@@ -87,12 +87,14 @@ def test_a_job_stops_when_its_scheduler_is_killed_and_leaves_no_partial_file(tmp
         assert watch_scheduler(interval_s=0.1, grace_s=5) is not None
         with atomic_path({str(out)!r}) as tmp:
             tmp.write_text("half")
+            print("inside", flush=True)
             time.sleep(60)
     """)
     env = dict(os.environ, **{resume.ENV: resume.identity(scheduler.pid)})
-    proc = subprocess.Popen([sys.executable, "-c", job], env=env, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
-    assert proc.poll() is None
+    proc = subprocess.Popen([sys.executable, "-c", job], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "inside"  # mid-write: the temporary file exists
+    assert proc.poll() is None and list(tmp_path.glob(f".*{TEMP_MARK}*"))
     scheduler.kill()
     scheduler.wait()
     start = time.monotonic()

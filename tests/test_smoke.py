@@ -250,7 +250,7 @@ def test_speech_tables_on_a_librispeech_slice(tmp_path):
     groups = yaml.safe_load((tmp_path / "results" / "batches" / "librispeech" / "utt_N2_K1.json").read_text())
     first = (samples / "test_less_50_group_2.txt").read_text().splitlines()[0].split(",")
     assert groups["groups"][0] == [first]  # the paper's first 2-utterance batch, one step
-    from labelleak.updates.format import load_ground_truth
+    from labelleak.updates.format import load_truth
 
-    truth = load_ground_truth(tmp_path / "results" / "updates" / "librispeech" / "las" / "0" / "utt_N2_K1" / "000.npz")
+    truth = load_truth(tmp_path / "results" / "truth" / "librispeech" / "las" / "0" / "utt_N2_K1" / "000.json")
     assert truth.labels.max() < 16328 and (truth.labels == 2).sum() == 2  # one </s> per utterance

@@ -36,15 +36,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=suffix or path.suffix)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+    tmp_path = None
+    try:  # an interrupt anywhere after mkstemp (a stopped job: labelleak.resume) still removes the file
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=suffix or path.suffix)
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
