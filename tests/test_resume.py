@@ -6,6 +6,7 @@ The whole-DAG check (SIGKILL mid-run, the same command, byte-identical tables) i
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -91,8 +92,9 @@ def test_a_job_stops_when_its_scheduler_is_killed_and_leaves_no_partial_file(tmp
             time.sleep(60)
     """)
     env = dict(os.environ, **{resume.ENV: resume.identity(scheduler.pid)})
+    # SIGINT ignored, as for a job of a scheduler started in the background (nohup, &): the stop must still unwind
     proc = subprocess.Popen([sys.executable, "-c", job], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.stdout.readline().strip() == "inside"  # mid-write: the temporary file exists
     assert proc.poll() is None and list(tmp_path.glob(f".*{TEMP_MARK}*"))
     scheduler.kill()

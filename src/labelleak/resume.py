@@ -100,6 +100,10 @@ def watch_scheduler(interval_s: float = 1.0, grace_s: float = GRACE_S) -> thread
     ident = os.environ.get(ENV)
     if not ident or alive(ident) is not True:
         return None
+    # a job of a scheduler started in the background (nohup, `&`) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: install it, so the stop below unwinds (finally blocks run)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def watch() -> None:
         while alive(ident):
