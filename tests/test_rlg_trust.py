@@ -97,6 +97,26 @@ def test_16k_update():
         assert {int(c) for c in sample if separable_reference(Q, int(c))} == set(y.tolist()) & set(sample.tolist())
 
 
+def test_more_separable_classes_than_the_rank_is_na_and_the_reference_agrees():
+    """GradDrop 90% of a 4-token update raises rank(dW) to S = 14, and then far more than S classes
+    are separable (the per-class LP counts them): RLG's model (at most S labels) no longer holds, so
+    S from the spectrum is an explicit n/a. S given still answers, as the reference LP does."""
+    rng = np.random.default_rng(1)
+    C, d, N = 300, 48, 4
+    y = _distinct(rng, C, N)
+    dW = gradient(*head(rng, y, d, C, "relu", False), y).astype(np.float32)
+    D = apply("graddrop-0.9", [dW], np.random.default_rng(0))[0]
+    S, Q, _, _ = resolve_rank(D, None)
+    assert S > N
+    assert sum(separable_reference(Q, c) for c in range(C)) > S
+    with pytest.raises(NotApplicable, match=f"more than S = {S} classes are separable"):
+        reveal_labels(D)
+    given = reveal_labels(D, N)
+    _, Qn, _, _ = resolve_rank(D, N)
+    assert given.labels == {c for c in range(C) if separable_reference(Qn, c)}
+    assert verify(D, given.certificates).ok
+
+
 # ------------------------------------------------------------------ the rank rule
 def test_rank_of_updates_made_elsewhere():
     """The issue's examples: float64 trained heads and float32 weight differences, where a

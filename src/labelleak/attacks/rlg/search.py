@@ -132,8 +132,46 @@ def _explicit_separator(U: np.ndarray, c: int, rounds: int = 4) -> tuple[float, 
     return float(_scaled_violations(U, c, r).min()), r
 
 
+def _nnls_decide(U: np.ndarray, c: int, seed: np.ndarray, batch: int, cert: Certificates, check) -> tuple[bool | None, np.ndarray]:
+    """LP(c)'s answer from non-negative least squares of u_c on a growing set of columns, or None.
+
+    NNLS's optimality conditions make its residual e = u_c - U_A lam a separator: ``U_A^T e <= 0``
+    and ``u_c.e = ||e||^2``, so r = -e / ||e||^2 has ``u_c.r = -1`` and ``u_j.r >= 0`` on A. If r
+    also holds on every other column, c is present; a residual small enough for the cone bound
+    proves c absent; the columns r violates most join A and it repeats (column generation, as
+    :func:`~labelleak.attacks.rlg.lp.separable`, at a fraction of an LP's cost). None: r leaves
+    LP(c)'s box before either proof (c within the tolerance of the cone's boundary), LP(c) decides.
+    """
+    rows = seed[seed != c]
+    u = U[:, c]
+    while True:
+        check()
+        lam, _ = nnls(U[:, rows], u) if rows.size else (np.zeros(0), 0.0)
+        e = u - U[:, rows] @ lam
+        if cone_bound(lam, e) < 0.25:
+            cert.add_absent(c, rows, lam)
+            return False, rows
+        ee = float(e @ e)
+        if ee <= 0 or np.abs(e).max() > R_MAX * ee:
+            return None, rows
+        r = -e / ee
+        v = violations(U, c, r)
+        worst = np.argsort(v)[:batch]
+        new = worst[(v[worst] < -FEAS_TOL) & ~np.isin(worst, rows)]
+        if not new.size:
+            if v.min() >= -FEAS_TOL:
+                cert.add_present(c, r)
+                return True, rows
+            return None, rows
+        rows = np.concatenate([rows, new])
+
+
 def _lp_decide(U: np.ndarray, c: int, seed: np.ndarray, S: int, cert: Certificates, check) -> tuple[bool, int, np.ndarray]:
-    """LP(c) by column generation, with its certificate: (present, LP solves, constraint columns)."""
+    """LP(c), with its certificate: (present, LP solves, constraint columns). NNLS first
+    (:func:`_nnls_decide`, no LP solve where it decides), then HiGHS by column generation."""
+    decided, rows = _nnls_decide(U, c, seed, max(S, 8), cert, check)
+    if decided is not None:
+        return decided, 0, rows
     found, n, rows, r, lam = separable(U, c, seed, batch=max(S, 8), check=check)
     if found:
         cert.add_present(c, r)
@@ -151,7 +189,8 @@ def _inside_cone(U: np.ndarray, A: np.ndarray, cols: np.ndarray) -> tuple[np.nda
     return (cone_bound(lam, U[:, cols] - B @ lam) < 0.25) & ~np.isin(cols, A), lam
 
 
-def _frame_search(Q: np.ndarray, U: np.ndarray, undecided: np.ndarray, cert: Certificates, check_budget):
+def _frame_search(Q: np.ndarray, U: np.ndarray, undecided: np.ndarray, cert: Certificates, check_budget,
+                  check_labels):
     """Every class of ``undecided`` decided when no spanning set exists (defended, multi-step, S given).
 
     The present classes are the extreme rays of the cone of all columns, so a class inside the cone
@@ -189,12 +228,14 @@ def _frame_search(Q: np.ndarray, U: np.ndarray, undecided: np.ndarray, cert: Cer
             labels.add(int(c))
             cert.add_present(int(c), r)
             shown += 1
+            check_labels(labels)
         else:
             seed = undecided if undecided.size <= 4 * S else (np.asarray(E, int) if len(E) >= S else basis)
             found, n, rows = _lp_decide(U, int(c), seed, S, cert, check_budget)
             lp_classes, solves = lp_classes + 1, solves + n
             if found:
                 labels.add(int(c))
+                check_labels(labels)
             else:  # u_c lies in the cone of the LP's constraint columns: those that span it join E
                 cols, lam = cert.absent[int(c)]
                 E.extend(int(j) for j in cols if j not in E)
@@ -215,7 +256,8 @@ class SearchResult:
     certificates: Certificates
 
 
-def search(Q: np.ndarray, zero_tol: float, max_seconds: float | None = None) -> SearchResult:
+def search(Q: np.ndarray, zero_tol: float, max_seconds: float | None = None,
+           max_labels: int | None = None) -> SearchResult:
     """Decide every class of Q (S, C) with certificates; columns no longer than ``zero_tol`` are noise
     (no observable sign: zeroed, absent under the rule, no LP).
 
@@ -224,7 +266,8 @@ def search(Q: np.ndarray, zero_tol: float, max_seconds: float | None = None) -> 
     3. The rest of K ("suspects") are certified absent together by a second spanning set that
        avoids them; while that fails, the most present-looking suspect is decided by LP(c).
     Without a first spanning set :func:`_frame_search` decides. ``max_seconds`` (None: no limit) makes
-    an update that needs longer NotApplicable, never a partial set.
+    an update that needs longer NotApplicable, never a partial set. ``max_labels`` (S when S comes
+    from the spectrum): more classes proven present than that is NotApplicable as soon as it is found.
     """
     S, C = Q.shape
     cert = Certificates(Q, zero_tol)
@@ -236,6 +279,13 @@ def search(Q: np.ndarray, zero_tol: float, max_seconds: float | None = None) -> 
             raise NotApplicable(f"RLG: still undecided after {max_seconds:g} s (S = {S}); "
                                 "raise attacks.rlg.max_lp_seconds or set it to null")
 
+    def check_labels(labels) -> None:
+        if max_labels is not None and len(labels) > max_labels:
+            raise NotApplicable(
+                f"RLG: more than S = {max_labels} classes are separable, but dW = H^T G of rank S holds at most S "
+                "labels: the update is not a softmax gradient's projection (a defense, e.g. GradDrop, broke the "
+                "linear dependency); give S to decide at that rank")
+
     U = unit_columns(Q)
     zero = ~U.any(axis=0)
     cert.zero = {int(c) for c in np.flatnonzero(zero)}
@@ -244,7 +294,8 @@ def search(Q: np.ndarray, zero_tol: float, max_seconds: float | None = None) -> 
         return SearchResult(frozenset(), C, 0, 0, 0, False, cert)
     cone = _spanning_set(Q, U, zero)
     if cone is None:
-        labels, shown, lp_classes, solves = _frame_search(Q, U, np.flatnonzero(~zero), cert, check_budget)
+        labels, shown, lp_classes, solves = _frame_search(Q, U, np.flatnonzero(~zero), cert, check_budget,
+                                                         check_labels)
         return SearchResult(frozenset(labels), C - shown - lp_classes, shown, lp_classes, solves, True, cert)
     K = cone.members
     outside = np.flatnonzero(~np.isin(np.arange(C), K) & ~zero)
@@ -275,5 +326,6 @@ def search(Q: np.ndarray, zero_tol: float, max_seconds: float | None = None) -> 
         lp_classes, solves = lp_classes + 1, solves + n
         if present:
             labels.add(c)
+    check_labels(labels)
     return SearchResult(frozenset(labels), C - int(shown.sum()) - lp_classes, int(shown.sum()), lp_classes, solves,
                         False, cert)
