@@ -130,7 +130,7 @@ def test_reveal_every_attack_with_a_checkpoint(tmp_path, capsys):
     for method in sorted(registry()):
         code = cli.main(["reveal", "--method", method, "--checkpoint", str(ckpt), str(path)])
         out, err = capsys.readouterr()
-        if method in ("dlg", "llg_plus", "gm_asr", "gm_bow"):  # dlg: single samples only; llg_plus: needs
+        if method in ("dlg", "llg_plus", "rlu", "gm_asr", "gm_bow"):  # dlg: single samples only; llg_plus: needs
             # --config/--dataset data; gm_*: an ASR update with its decoder sibling
             assert code == cli.EXIT_NOT_APPLICABLE and any(w in err for w in ("single", "aux_data", "decoder")), err
             continue
