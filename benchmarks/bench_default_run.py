@@ -12,6 +12,7 @@ nothing else should run beside it (a second busy process on 2 cores slows torch 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -65,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix="labelleak-run-")) / "repo"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "tables"], cwd=work)
+        env = {**os.environ, "PYTHONPATH": str(work / "src")}  # the clone's code, not an editable install's tree
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "tables"], cwd=work,
+                              env=env)
         print(f"snakemake --cores {args.cores} tables: exit {proc.returncode}, "
               f"{(time.perf_counter() - start) / 60:.1f} min wall from a fresh clone ({work})")
         args.log = max((work / ".snakemake" / "log").glob("*.snakemake.log"))
