@@ -33,12 +33,12 @@ import torch
 
 def prepare(cfg: dict, stage: str, n: int, work: Path):
     """(model, [(decoder update, observation, labels)]) for the first ``n`` 1x1 groups of the DAG."""
-    from labelleak import pipeline_speech as ps
     from labelleak.data.speech import corpus_groups
+    from labelleak.jobs import context as ps
+    from labelleak.jobs.context import derived_seed
     from labelleak.metrics.sequence import pieces_to_words
     from labelleak.models.asr import build_asr_model
     from labelleak.models.asr_train import load_asr_checkpoint, train_asr
-    from labelleak.pipeline import derived_seed
     from labelleak.updates.asr import asr_update
 
     name = cfg["speech"]["corpus"]

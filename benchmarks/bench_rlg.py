@@ -60,7 +60,7 @@ def run_config(spec: str, args, rng: np.random.Generator) -> dict:
     C, S, ref = (spec.split(":") + ["full"])[:3]
     C, S = int(C), int(S)
     fast_times, rows = [], []
-    for k in range(args.updates):
+    for _ in range(args.updates):
         dW, labels = make_update(rng, S, args.d, C, args.act)
         start = time.perf_counter()
         result = reveal_labels(dW)

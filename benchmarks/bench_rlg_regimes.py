@@ -79,7 +79,7 @@ def main() -> int:
             for S in (10, None):
                 start_na = time.perf_counter()
                 try:
-                    res, t = timed(lambda: reveal_labels(D, S))
+                    res, t = timed(lambda D=D, S=S: reveal_labels(D, S))
                     good = verify(D, res.certificates).ok
                     ok &= good
                     hit = len(res.labels & set(y.tolist()))
@@ -98,7 +98,7 @@ def main() -> int:
         for S in (4, None):
             start_na = time.perf_counter()
             try:
-                res, t = timed(lambda: reveal_labels(D, S))
+                res, t = timed(lambda D=D, S=S: reveal_labels(D, S))
                 ok &= verify(D, res.certificates).ok
                 what = f"set of {len(res.labels)}, {len(res.labels & set(y.tolist()))} of 4 true"
             except NotApplicable as exc:

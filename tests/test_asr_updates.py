@@ -148,7 +148,7 @@ def test_save_load_round_trip_and_one_line_errors(tmp_path):
     obs, truth = load_update(path)
     np.testing.assert_array_equal(obs.dW, upd.dW)
     np.testing.assert_array_equal(obs.W, upd.W)
-    assert truth is None  # the labels go to a truth file (pipeline_speech.dump_asr), never into the update
+    assert truth is None  # the labels go to a truth file (jobs.dump.dump_asr), never into the update
     assert (obs.batch_size, obs.steps, obs.meta["stage"], obs.meta["local_lr"]) == (2, 2, "0", 0.1)
     dec = load_decoder_update(path)
     assert set(dec) == set(upd.decoder)

@@ -21,7 +21,6 @@ from labelleak.attacks.counts_lastlayer import (
 )
 from labelleak.updates.format import Observation
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import TinyNet, make_update
+
 from labelleak.attacks.rlg import reveal_labels
-from labelleak.errors import NotApplicable
 from labelleak.defenses import DefenseError, apply, compute_step, families, parse
 from labelleak.defenses.dpsgd import dp_projection_update, epsilon, per_sample_grads
+from labelleak.errors import NotApplicable
 from labelleak.metrics.sets import set_scores
 from labelleak.updates.compute import projection_update
 
@@ -165,13 +165,13 @@ def test_pareto_front_and_labels():
 
 
 def test_defend_stage_writes_a_defended_copy_and_leaves_the_dump(update_file, tmp_path):
-    from labelleak import pipeline
+    from labelleak.jobs import defend
     from labelleak.updates.format import load_update
 
     src, labels = update_file(labels=(3, 11, 11, 40))
     raw = src.read_bytes()
     out = tmp_path / "defended" / "000.npz"
-    pipeline.defend({"seed": 0}, "graddrop-0.9", [src], [out])
+    defend.defend({"seed": 0}, "graddrop-0.9", [src], [out])
     assert src.read_bytes() == raw
     obs, truth = load_update(out)
     before, _ = load_update(src)
@@ -181,22 +181,21 @@ def test_defend_stage_writes_a_defended_copy_and_leaves_the_dump(update_file, tm
 
 
 def test_defense_config_errors_name_the_key():
-    from labelleak import pipeline
-    from labelleak.config import load_config
+    from labelleak.config import load_config, validate_config
     from labelleak.errors import ConfigError
 
     cfg = load_config(SMOKE)
     cfg["table4"]["defenses"] = ["none", "graddrop-2"]
     with pytest.raises(ConfigError, match=r"'table4.defenses.1'"):
-        pipeline.check_defense_config(cfg)
+        validate_config(cfg)
     cfg = load_config(SMOKE)
     cfg["defense_matrix"]["methods"] = ["rlg", "nope"]
     with pytest.raises(ConfigError, match=r"'defense_matrix.methods.1'"):
-        pipeline.check_defense_config(cfg)
+        validate_config(cfg)
     cfg = load_config(SMOKE)
     cfg["table4"]["speech_methods"] = ["rlg_true_s", "rlg_s"]
     with pytest.raises(ConfigError, match=r"'table4.speech_methods.1'"):
-        pipeline.check_defense_config(cfg)
+        validate_config(cfg)
 
 
 def test_privacy_utility_figure_keeps_na_apart_and_labels_apart(tmp_path):

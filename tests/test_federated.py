@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import TinyNet
+
 from labelleak.federated import flower_train, split_clients
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from labelleak.attacks import run_attack
-from labelleak.jobs.fl_rounds import client_ids, dump_fl_rounds, round_stages
+from labelleak.config import round_stages
+from labelleak.jobs.fl_rounds import client_ids, dump_fl_rounds
 from labelleak.reports.labels import section, study_rows
 from labelleak.updates.format import load_observation, load_truth, load_update
 
@@ -58,14 +59,14 @@ def test_rows_are_rounds_by_clients():
 def test_a_method_that_needs_the_model_is_refused_with_its_key():
     import copy
 
+    from labelleak.config import check_defense_names_and_methods
     from labelleak.errors import ConfigError
-    from labelleak.pipeline import check_defense_config
 
     cfg = copy.deepcopy(CFG)
     cfg["fl_rounds"]["methods"] = ["rlg", "geng"]
     with pytest.raises(ConfigError, match=r"'fl_rounds.methods.1': 'geng' needs model") as err:
-        check_defense_config(cfg)
+        check_defense_names_and_methods(cfg)
     assert "\n" not in str(err.value)
     cfg["fl_rounds"]["methods"] = ["nope"]
     with pytest.raises(ConfigError, match=r"'fl_rounds.methods.0': unknown attack 'nope'"):
-        check_defense_config(cfg)
+        check_defense_names_and_methods(cfg)

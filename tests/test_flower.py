@@ -15,8 +15,6 @@ import pytest
 import torch
 from conftest import TinyNet
 
-flwr = pytest.importorskip("flwr")
-
 from labelleak.attacks import run_attack
 from labelleak.defenses.dpsgd import epsilon as rdp_epsilon
 from labelleak.errors import LabelleakError

@@ -76,7 +76,7 @@ def test_keras_models_through_the_pipeline_stages(tmp_path):
     """framework: keras -> train_model and dump_updates write Keras checkpoints and the usual update files."""
     import json
 
-    from labelleak import pipeline
+    from labelleak.jobs import dump, sample, train
     from labelleak.updates.format import load_truth
 
     cfg = {"seed": 0, "datasets": {"s": {"kind": "synthetic_images", "num_classes": 10, "image_size": 32,
@@ -85,13 +85,13 @@ def test_keras_models_through_the_pipeline_stages(tmp_path):
            "training": {"batch_size": 8, "lr": 0.01, "checkpoints": {"untrained": 0, "pretrained": 1}},
            "updates": {"bn_mode": "eval", "local_lr": 0.1}, "sampling": {"num_batches": 2, "composition": "random"}}
     ckpts = {"untrained": tmp_path / "untrained.pt", "pretrained": tmp_path / "pretrained.pt"}
-    pipeline.train(cfg, "s", "eff_keras", ckpts)
+    train.train(cfg, "s", "eff_keras", ckpts)
     assert all(p.is_file() for p in ckpts.values())
     batches = tmp_path / "batches.json"
-    pipeline.sample(cfg, "s", "random", 5, 1, batches)
+    sample.sample(cfg, "s", "random", 5, 1, batches)
     outs = [tmp_path / "000.npz", tmp_path / "001.npz"]
     truths = [tmp_path / "000.json", tmp_path / "001.json"]
-    pipeline.dump(cfg, "s", "eff_keras", "pretrained", ckpts["pretrained"], batches, outs, truths)
+    dump.dump(cfg, "s", "eff_keras", "pretrained", ckpts["pretrained"], batches, outs, truths)
     for out, truth in zip(outs, truths):
         obs = load_observation(out)
         assert obs.dW.shape == (1280, 10) and obs.meta["framework"] == "keras" and obs.meta["checkpoint_step"] == 1

@@ -16,7 +16,6 @@ from labelleak.models import build_model
 from labelleak.updates.compute import projection_update
 from labelleak.updates.format import Observation
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 

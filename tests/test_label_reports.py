@@ -12,11 +12,12 @@ import pytest
 import torch
 import yaml
 
-from labelleak import cli, pipeline
+from labelleak import cli
 from labelleak.attacks import get_attack, registry, run_attack
 from labelleak.config import validate_config
 from labelleak.errors import ConfigError
 from labelleak.io import write_json
+from labelleak.jobs import context, score
 from labelleak.metrics.counts import count_scores, existence_accuracy
 from labelleak.models import build_model
 from labelleak.models.train import save_checkpoint
@@ -85,7 +86,7 @@ def _run_study(cfg, table, tmp_path):
         needs = get_attack(row["method"]).needs
         rec = run_attack(row["method"], load_observation(row["update"]), **({"model": model} if "model" in needs else {}))
         write_json(row["result"], rec)
-    pipeline.score_labels(rows, tmp_path / f"{table}.csv")
+    score.score_labels(rows, tmp_path / f"{table}.csv")
     return pd.read_csv(tmp_path / f"{table}.csv", keep_default_na=False, na_values=[""])
 
 
@@ -145,8 +146,8 @@ def test_reveal_every_attack_with_a_checkpoint(tmp_path, capsys):
 
 
 def test_auxiliary_data_is_the_attackers_own_class_items(smoke_cfg):
-    aux = pipeline.auxiliary_data(smoke_cfg, "synth100")
-    train = pipeline.dataset(smoke_cfg, "synth100", "train")
+    aux = context.auxiliary_data(smoke_cfg, "synth100")
+    train = context.dataset(smoke_cfg, "synth100", "train")
     x = aux(5, 3, 0)
     assert x.shape == (3, 3, 32, 32) and not torch.equal(x, aux(5, 3, 1))
     protos = [train.images(np.flatnonzero(train.labels == c)[:1]) for c in (5, 6)]

@@ -55,7 +55,7 @@ def test_markdown_and_latex_layout(scores):
     spec = TableSpec("t", "Title", "Caption.", rows=("method", "n"), block="model", metrics=("precision", "f1"),
                      row_order={"method": ("yin", "rlg")}, block_order=("resnet50", "efficientnet_b0"))
     md = to_markdown(agg, spec, "abc123")
-    lines = [l for l in md.splitlines() if l.startswith("|")]
+    lines = [line for line in md.splitlines() if line.startswith("|")]
     assert lines[0].split("|")[3].strip() == "ResNet50 Prec" and "3 (1)" in md and "abc123" in md
     assert lines[2].startswith("| Yin") and lines[3].startswith("| RLG")
     tex = to_latex(agg, spec, "abc123")

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 from scipy.optimize import linprog
 from torch import nn
 
-from labelleak import cli, pipeline
+from labelleak import cli
 from labelleak.attacks import get_attack, run_attack
 from labelleak.attacks.rlg.official import perceptron_screen
 from labelleak.errors import NotApplicable
 from labelleak.io import read_json
+from labelleak.jobs import attack
 from labelleak.updates.format import Observation, save_truth, save_update
 
 ACTIVATIONS = {"tanh": nn.Tanh, "swish": nn.SiLU, "relu": nn.ReLU}
@@ -85,7 +86,7 @@ def _sequential_perceptron(Q, c, seed, m, eta0=1.0, max_iter=1000, tol=1e-3, n_i
     X = Q[:, np.r_[c, rng.choice(np.delete(np.arange(C), c), size=m, replace=False)]].T
     y = np.r_[1.0, -np.ones(m)]
     w, b, best, stale = np.zeros(Q.shape[0]), 0.0, np.inf, 0
-    for epoch in range(1, max_iter + 1):
+    for epoch in range(1, max_iter + 1):  # noqa: B007  (the epochs run are returned)
         loss = 0.0
         for i in rng.permutation(m + 1):
             z = y[i] * (X[i] @ w + b)
@@ -151,12 +152,12 @@ def test_pipeline_passes_the_true_number_of_labels(tmp_path):
     save_update(path, dW, batch_size=6, steps=1, meta={"model": "resnet50"})
     save_truth(tmp_path / "t.json", labels, 50)  # the oracle's rule input: the job's only truth
     cfg = {"attacks": {"rlg_official": {"seed_negative_columns": ["resnet50"]}}}
-    pipeline.attack(cfg, "rlg_official", path, tmp_path / "r.json", truths=[tmp_path / "t.json"])
+    attack.attack(cfg, "rlg_official", path, tmp_path / "r.json", truths=[tmp_path / "t.json"])
     rec = read_json(tmp_path / "r.json")
     assert rec["method"] == "rlg_official" and rec["status"] == "ok"
     assert rec["num_labels"] == 6 and rec["info"]["k"] == 6 and rec["info"]["k_given"]
     assert rec["info"]["seeded"] > 0 and set(rec["labels"]) == set(labels)
-    pipeline.attack({"attacks": {}}, "rlg_official", path, tmp_path / "plain.json", truths=[tmp_path / "t.json"])
+    attack.attack({"attacks": {}}, "rlg_official", path, tmp_path / "plain.json", truths=[tmp_path / "t.json"])
     assert read_json(tmp_path / "plain.json")["info"]["seeded"] == 0
 
 

@@ -11,10 +11,10 @@ from rlg_cases import client_update, gradient, head, weight_difference
 from labelleak.attacks.rlg import (
     Certificates,
     estimate_rank,
+    resolve_rank,
     reveal_labels,
     verify,
 )
-from labelleak.attacks.rlg import resolve_rank
 from labelleak.attacks.rlg.lp import separable_reference
 from labelleak.attacks.rlg.spectrum import NoClearGap, spectrum
 from labelleak.cli import main

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from workflow_copy import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]

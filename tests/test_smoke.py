@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from workflow_copy import copy_workflow
 
 from labelleak.io import TEMP_MARK
-from workflow_copy import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,14 +15,26 @@ import numpy as np
 import pytest
 
 from labelleak.data import audio as audio_mod
-from labelleak.data.audio import (espeak_waveform, log_mel, mel_filterbank, read_wav, resample,
-                                  synthetic_features)
-from labelleak.data.librispeech import (find_flac, grouping_shape, parse_grouping, read_flac, read_grouping,
-                                        read_id_list, read_transcript_file, read_transcripts, select_paper_rule)
-from labelleak.data.speech import (SpeechCorpus, build_speech_corpus, corpus_groups, stable_id_seed,
-                                   training_utterances)
-from labelleak.data.speech_text import (PAPER_LENGTHS, generated_utterances, group_utterances, label_pieces,
-                                        length_probabilities)
+from labelleak.data.audio import espeak_waveform, log_mel, mel_filterbank, read_wav, resample, synthetic_features
+from labelleak.data.librispeech import (
+    find_flac,
+    grouping_shape,
+    parse_grouping,
+    read_flac,
+    read_grouping,
+    read_id_list,
+    read_transcript_file,
+    read_transcripts,
+    select_paper_rule,
+)
+from labelleak.data.speech import SpeechCorpus, build_speech_corpus, corpus_groups, stable_id_seed, training_utterances
+from labelleak.data.speech_text import (
+    PAPER_LENGTHS,
+    generated_utterances,
+    group_utterances,
+    label_pieces,
+    length_probabilities,
+)
 from labelleak.data.wordpiece import EOS, SOS, UNK, WORD_START, Vocabulary, generated_vocabulary
 from labelleak.errors import ConfigError, DatasetError
 

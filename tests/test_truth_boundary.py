@@ -15,13 +15,12 @@ import sys
 
 import numpy as np
 import pytest
+from workflow_copy import copy_workflow
 
 from labelleak.attacks import registry, run_attack
+from labelleak.attacks.oracles import ORACLE_METHODS
 from labelleak.errors import UpdateFileError
-from labelleak.pipeline_speech import ORACLE_METHODS
-from labelleak.updates.format import (ATTACKER_META, load_observation, load_truth, load_update, save_truth,
-                                      save_update)
-from workflow_copy import copy_workflow
+from labelleak.updates.format import ATTACKER_META, load_observation, load_truth, load_update, save_truth, save_update
 
 SCORING_RULES = {"score_table1", "score_defense_study", "score_labels", "score_speech"}
 

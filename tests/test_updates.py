@@ -8,15 +8,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TinyNet, make_update
 
-from labelleak import pipeline
 from labelleak.errors import UpdateFileError
 from labelleak.io import read_json
+from labelleak.jobs import attack
 from labelleak.updates.compute import projection_update
-from labelleak.updates.format import (Observation, load_ground_truth, load_observation, load_update, save_truth,
-                                      save_update)
-
-from conftest import TinyNet, make_update
+from labelleak.updates.format import (
+    Observation,
+    load_ground_truth,
+    load_observation,
+    load_update,
+    save_truth,
+    save_update,
+)
 
 
 def test_one_step_update_is_HtG_over_N():
@@ -94,8 +99,8 @@ def test_attack_cannot_reach_ground_truth(tmp_path, update_file):
     save_truth(truth_file, truth.labels, obs.num_classes)  # an oracle method's truth file (the rule's input)
     cfg = {"attacks": {}}
     for method in registry():
-        pipeline.attack(cfg, method, path, tmp_path / f"{method}_a.json", truths=[truth_file])
-        pipeline.attack(cfg, method, forged, tmp_path / f"{method}_b.json", truths=[truth_file])
+        attack.attack(cfg, method, path, tmp_path / f"{method}_a.json", truths=[truth_file])
+        attack.attack(cfg, method, forged, tmp_path / f"{method}_b.json", truths=[truth_file])
         a, b = read_json(tmp_path / f"{method}_a.json"), read_json(tmp_path / f"{method}_b.json")
         assert a["labels"] == b["labels"] and a["status"] == b["status"]
 

@@ -6,13 +6,10 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
-
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-
 from workflow_copy import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]

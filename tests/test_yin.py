@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import make_update
 
 from labelleak.attacks import get_attack
 from labelleak.metrics.sets import set_scores
 from labelleak.updates.format import Observation
-
-from conftest import make_update
 
 
 def _yin_scores(activation, seed):

@@ -111,7 +111,7 @@ def _context(args, needs) -> dict:
             context["decoder_update"] = load_decoder_update(args.update)
     if "aux_data" in needs and args.config and args.dataset:
         from labelleak.config import load_config
-        from labelleak.pipeline import auxiliary_data
+        from labelleak.jobs.context import auxiliary_data
 
         cfg = load_config(args.config)
         if args.dataset not in cfg["datasets"]:

@@ -15,13 +15,13 @@ import yaml
 
 from labelleak.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data
 
 
 def schema() -> dict:
     """The JSON schema of the pipeline config (one file, shared with the Snakefile)."""
     if not SCHEMA_PATH.is_file():
-        raise ConfigError(f"{SCHEMA_PATH}: config schema not found (run from a labelleak checkout)")
+        raise ConfigError(f"{SCHEMA_PATH}: config schema not found (a broken labelleak install)")
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
@@ -48,6 +48,15 @@ def job_threads(cfg: dict) -> int:
     computes with this many threads: the same config gives the same bytes under any ``--cores``.
     """
     return int(cfg.get("threads", DEFAULT_THREADS))
+
+
+#: the fl_rounds study's composition name: client batches drawn by the Flower clients themselves
+FL_COMPOSITION = "fl"
+
+
+def round_stages(rounds: int) -> list[str]:
+    """The stage names of the fl_rounds study's rounds, in order."""
+    return [f"round{r}" for r in range(1, int(rounds) + 1)]
 
 
 def validate_config(cfg: Any) -> dict:
@@ -112,7 +121,7 @@ def _key(err: jsonschema.ValidationError) -> str:
 
 def _message(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
-        return "unknown key (not in workflow/schemas/config.schema.yaml)"
+        return "unknown key (not in src/labelleak/schemas/config.schema.yaml)"
     if err.validator == "required":
         return "required key is missing"
     return " ".join(err.message.split())
@@ -173,13 +182,14 @@ def _check_references(cfg: dict) -> None:
                 raise ConfigError(f"config key 'datasets.{name}.{key}': required for kind {spec['kind']!r}")
     _check_label_tables(cfg)
     _check_defense_sections(cfg)
+    check_defense_names_and_methods(cfg)
     _check_compositions(cfg)
     _check_speech(cfg)
 
 
 def _check_defense_sections(cfg: dict) -> None:
     """table4, defense_matrix and utility name defined datasets, models and stages (methods and defense
-    names: :func:`labelleak.pipeline.check_defense_config`, which knows the attack registry)."""
+    names: :func:`check_defense_names_and_methods`)."""
     for section in ("table4", "defense_matrix", "utility", "fl_rounds"):
         sec = cfg.get(section)
         if sec is None:
@@ -265,19 +275,66 @@ def _check_label_tables(cfg: dict) -> None:
                               f"({cfg['sampling']['num_batches']}), the batches each setting has")
         if t.get("figure_stage") is not None and t["figure_stage"] not in t["stages"]:
             raise ConfigError(f"config key '{table}.figure_stage': {t['figure_stage']!r} is not one of its stages")
-        known = _attack_names()
-        for i, method in enumerate(t["methods"]):
-            if method not in known:
-                raise ConfigError(f"config key '{table}.methods.{i}': unknown attack {method!r}; known: "
-                                  f"{', '.join(sorted(known))}")
+        _check_methods(t["methods"], f"{table}.methods")
 
 
 def _attack_names() -> set[str]:
     """Registered attacks and the oracle methods named after them (the names a study's methods may use)."""
     from labelleak.attacks import registry
-    from labelleak.pipeline_speech import ORACLE_METHODS
+    from labelleak.attacks.oracles import ORACLE_METHODS
 
     return {*registry(), *ORACLE_METHODS}
+
+
+def _check_methods(methods, key: str) -> None:
+    """Every method of a study is a registered attack or an oracle method (the registry's message)."""
+    from labelleak.registry import unknown
+
+    known = _attack_names()
+    for i, method in enumerate(methods if isinstance(methods, list) else []):
+        if method not in known:
+            raise ConfigError(unknown("attack", method, known, context=f"config key '{key}.{i}'"))
+
+
+def matrix_methods(cfg: dict) -> list[str]:
+    """The attacks of the defense matrix: the config's list, or every registered attack for 'all'."""
+    from labelleak.attacks import registry
+
+    methods = cfg["defense_matrix"]["methods"]
+    return sorted(registry()) if methods == "all" else list(methods)
+
+
+def check_defense_names_and_methods(cfg: dict) -> None:
+    """Every defense name parses, every attack of the defense studies is registered, fl_rounds uses
+    update-only attacks, and utility's leakage column is one of the defense matrix's methods."""
+    from labelleak.attacks import registry
+    from labelleak.attacks.base import OPTION_NEEDS
+    from labelleak.attacks.oracles import attack_name
+    from labelleak.defenses import DefenseError, parse
+
+    for section in ("table4", "defense_matrix", "utility", "fl_rounds"):
+        sec = cfg.get(section) or {}
+        for i, name in enumerate(sec.get("defenses") or []):
+            try:
+                parse(name)
+            except DefenseError as exc:
+                raise ConfigError(f"config key '{section}.defenses.{i}': {exc}") from None
+        for key in ("methods", "speech_methods"):
+            _check_methods(sec.get(key), f"{section}.{key}")
+    for i, method in enumerate((cfg.get("fl_rounds") or {}).get("methods") or []):
+        extra = sorted(registry()[attack_name(method)].needs & OPTION_NEEDS)
+        if extra:
+            raise ConfigError(f"config key 'fl_rounds.methods.{i}': {method!r} needs {', '.join(extra)}; the study "
+                              f"attacks client updates as the server holds them (update-only attacks)")
+    utility = cfg.get("utility")
+    if utility is not None and cfg.get("defense_matrix") is None:
+        raise ConfigError("config key 'utility': needs a 'defense_matrix' section (its leakage column reads the "
+                          "defense matrix's scores)")
+    if utility is not None:
+        leak = utility.get("leakage_method", "rlg")  # read from the defense matrix's scores
+        if leak not in matrix_methods(cfg):
+            raise ConfigError(f"config key 'utility.leakage_method': {leak!r} is not one of defense_matrix.methods "
+                              f"({', '.join(matrix_methods(cfg))}), whose scores it reads")
 
 
 #: The speech studies, their required keys, and which key names stages / counts of updates.

@@ -1,7 +1,7 @@
 # Config validation (before any job runs), result paths and helpers shared by the rules.
 #
 # Conventions for all rules (`snakemake --lint` must stay clean; see README "Cluster"):
-# - thin: `script:` a 3-line workflow/scripts/*.py calling pipeline.run_job(snakemake.log[0], fn, ...)
+# - thin: `script:` a 3-line workflow/scripts/*.py calling labelleak.jobs.runner.run_job(snakemake.log[0], fn, ...)
 # - `log:` under "results/logs/<rule>/...", and `conda: ENV` (environment.yml, same pins as pyproject.toml)
 # - paths as plain "results/..." literals or f-strings (f"results/updates/{SETTING}/{{batch}}.npz"),
 #   never composed with + (lint: path composition with +); functions (def) only in this file, rule
@@ -20,7 +20,7 @@ import os
 import re
 import sys
 
-from labelleak.config import check_overrides, check_paths, job_threads, validate_config
+from labelleak.config import check_overrides, check_paths, job_threads, round_stages, validate_config
 from labelleak.errors import ConfigError
 from labelleak import resume
 from labelleak.jobs import fl_rounds as fl_jobs
@@ -107,7 +107,7 @@ def with_truth(rows):
 # ---- functions of attacks.smk
 def oracle_truth(wildcards, batch_ids):
     """Truth files for an oracle method (told the number of labels by the experimenter); none otherwise."""
-    from labelleak.pipeline_speech import ORACLE_METHODS
+    from labelleak.attacks.oracles import ORACLE_METHODS
 
     if wildcards.method not in ORACLE_METHODS:
         return []
@@ -123,7 +123,7 @@ def attack_inputs(wildcards):
 def attack_checkpoint(wildcards):
     """The model checkpoint, for attacks that declare they need the model (never the labels)."""
     from labelleak.attacks import get_attack
-    from labelleak.pipeline_speech import attack_name
+    from labelleak.attacks.oracles import attack_name
 
     return CHECKPOINT.format(**wildcards) if "model" in get_attack(attack_name(wildcards.method)).needs else []
 
@@ -145,13 +145,9 @@ def table1_rows():
     return with_truth(rows)
 
 
-# ---- defenses.smk: config check, paths and the rows of the defense study
-from labelleak import pipeline as _pipeline
-
-try:
-    _pipeline.check_defense_config(config)
-except ConfigError as exc:
-    sys.exit(f"labelleak: {exc}")
+# ---- defenses.smk: paths and the rows of the defense study (its names are checked by validate_config)
+from labelleak.config import matrix_methods
+from labelleak.jobs.tables import table4_speech_methods
 
 
 DEFENDED_DIR = f"results/defended/{{defense}}/{SETTING}"
@@ -168,7 +164,7 @@ def defense_rows(study):
         return []
     sec = config[study]
     models = sec["models"] if study == "table4" else [sec["model"]]
-    methods = _pipeline.matrix_methods(config) if study == "defense_matrix" else sec["methods"]
+    methods = matrix_methods(config) if study == "defense_matrix" else sec["methods"]
     rows = []
     for model in models:
         for defense in sec["defenses"]:
@@ -190,7 +186,7 @@ def speech_defense_rows(sec):
     corpus = config["speech"]["corpus"]
     rows = []
     for defense in sec["defenses"]:
-        for method in _pipeline.table4_speech_methods(sec):
+        for method in table4_speech_methods(sec):
             for batch in [f"{i:03d}" for i in range(config["speech"]["num_updates"])]:
                 keys = dict(dataset=corpus, model="las", stage=sec["speech_stage"], n=1, k=1, composition="utt",
                             batch=batch)

@@ -1,7 +1,7 @@
 # Study fl_rounds: label attacks on the client updates of Flower FedAvg rounds (labelleak.jobs.fl_rounds).
 # dump_fl_rounds -> attack_fl (one job per method, round and K) -> score_labels -> fl_rounds.
 FL = config.get("fl_rounds", {})
-FL_ROUNDS = fl_jobs.round_stages(FL.get("rounds", 0))
+FL_ROUNDS = round_stages(FL.get("rounds", 0))
 FL_CLIENTS = fl_jobs.client_ids(FL.get("clients", 0))
 
 

@@ -1,6 +1,7 @@
-from labelleak import pipeline
+from labelleak.jobs import attack
+from labelleak.jobs.runner import run_job
 
 w = snakemake.wildcards
-pipeline.run_job(snakemake.log[0], pipeline.attack, snakemake.config, w.method, snakemake.input.npz,
-                 list(snakemake.output), snakemake.input.get("checkpoint"), w.dataset, w.model,
-                 snakemake.input.get("truth"))
+run_job(snakemake.log[0], attack.attack, snakemake.config, w.method, snakemake.input.npz,
+        list(snakemake.output), snakemake.input.get("checkpoint"), w.dataset, w.model,
+        snakemake.input.get("truth"))

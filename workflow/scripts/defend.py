@@ -1,4 +1,5 @@
-from labelleak import pipeline
+from labelleak.jobs import defend
+from labelleak.jobs.runner import run_job
 
-pipeline.run_job(snakemake.log[0], pipeline.defend, snakemake.config, snakemake.wildcards.defense,
-                 list(snakemake.input), list(snakemake.output))
+run_job(snakemake.log[0], defend.defend, snakemake.config, snakemake.wildcards.defense,
+        list(snakemake.input), list(snakemake.output))

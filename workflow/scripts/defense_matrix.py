@@ -1,4 +1,5 @@
-from labelleak import pipeline
+from labelleak.jobs import tables
+from labelleak.jobs.runner import run_job
 
-pipeline.run_job(snakemake.log[0], pipeline.defense_matrix, snakemake.config, snakemake.input[0],
-                 {"csv": snakemake.output.csv, "md": snakemake.output.md, "tex": snakemake.output.tex})
+run_job(snakemake.log[0], tables.defense_matrix, snakemake.config, snakemake.input[0],
+        {"csv": snakemake.output.csv, "md": snakemake.output.md, "tex": snakemake.output.tex})

@@ -1,6 +1,6 @@
-from labelleak import pipeline
 from labelleak.jobs import fl_rounds
+from labelleak.jobs.runner import run_job
 
 w = snakemake.wildcards
-pipeline.run_job(snakemake.log[0], fl_rounds.dump_fl_rounds, snakemake.config, w.dataset, w.model, int(w.k),
-                 list(snakemake.output.updates), list(snakemake.output.truth))
+run_job(snakemake.log[0], fl_rounds.dump_fl_rounds, snakemake.config, w.dataset, w.model, int(w.k),
+        list(snakemake.output.updates), list(snakemake.output.truth))

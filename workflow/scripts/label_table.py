@@ -1,4 +1,5 @@
-from labelleak import pipeline
+from labelleak.jobs import tables
+from labelleak.jobs.runner import run_job
 
-pipeline.run_job(snakemake.log[0], pipeline.label_table, snakemake.config, snakemake.rule, snakemake.input[0],
-                 {k: getattr(snakemake.output, k) for k in snakemake.output.keys()})
+run_job(snakemake.log[0], tables.label_table, snakemake.config, snakemake.rule, snakemake.input[0],
+        {k: getattr(snakemake.output, k) for k in snakemake.output.keys()})

@@ -1,5 +1,6 @@
-from labelleak import pipeline
+from labelleak.jobs import sample
+from labelleak.jobs.runner import run_job
 
 w = snakemake.wildcards
-pipeline.run_job(snakemake.log[0], pipeline.sample, snakemake.config, w.dataset, w.composition, int(w.n), int(w.k),
-                 snakemake.output[0])
+run_job(snakemake.log[0], sample.sample, snakemake.config, w.dataset, w.composition, int(w.n), int(w.k),
+        snakemake.output[0])

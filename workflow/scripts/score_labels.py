@@ -1,3 +1,4 @@
-from labelleak import pipeline
+from labelleak.jobs import score
+from labelleak.jobs.runner import run_job
 
-pipeline.run_job(snakemake.log[0], pipeline.score_labels, snakemake.params.rows, snakemake.output[0])
+run_job(snakemake.log[0], score.score_labels, snakemake.params.rows, snakemake.output[0])

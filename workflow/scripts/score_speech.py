@@ -1,4 +1,5 @@
-from labelleak import pipeline_speech
+from labelleak.jobs import score
+from labelleak.jobs.runner import run_job
 
-pipeline_speech.run_job(snakemake.log[0], pipeline_speech.score_speech, snakemake.config,
-                        snakemake.config["speech"]["corpus"], snakemake.params.rows, snakemake.output[0])
+run_job(snakemake.log[0], score.score_speech, snakemake.config,
+        snakemake.config["speech"]["corpus"], snakemake.params.rows, snakemake.output[0])

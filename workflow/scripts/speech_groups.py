@@ -1,5 +1,6 @@
-from labelleak import pipeline_speech
+from labelleak.jobs import sample
+from labelleak.jobs.runner import run_job
 
 w = snakemake.wildcards
-pipeline_speech.run_job(snakemake.log[0], pipeline_speech.speech_groups, snakemake.config, w.dataset, int(w.n),
-                        int(w.k), snakemake.output[0])
+run_job(snakemake.log[0], sample.speech_groups, snakemake.config, w.dataset, int(w.n),
+        int(w.k), snakemake.output[0])

@@ -1,4 +1,5 @@
-from labelleak import pipeline_speech
+from labelleak.jobs import tables
+from labelleak.jobs.runner import run_job
 
-pipeline_speech.run_job(snakemake.log[0], pipeline_speech.speech_study, snakemake.config, snakemake.rule,
-                        snakemake.input[0], dict(snakemake.output.items()))
+run_job(snakemake.log[0], tables.speech_study, snakemake.config, snakemake.rule,
+        snakemake.input[0], dict(snakemake.output.items()))

@@ -1,4 +1,5 @@
-from labelleak import pipeline
+from labelleak.jobs import utility
+from labelleak.jobs.runner import run_job
 
-pipeline.run_job(snakemake.log[0], pipeline.utility, snakemake.config, snakemake.wildcards.algorithm,
-                 snakemake.wildcards.defense, snakemake.output[0])
+run_job(snakemake.log[0], utility.utility, snakemake.config, snakemake.wildcards.algorithm,
+        snakemake.wildcards.defense, snakemake.output[0])

@@ -1,4 +1,5 @@
-from labelleak import pipeline
+from labelleak.jobs import tables
+from labelleak.jobs.runner import run_job
 
-pipeline.run_job(snakemake.log[0], pipeline.utility_table, snakemake.config, list(snakemake.input.runs),
-                 snakemake.input.scores, dict(snakemake.output.items()))
+run_job(snakemake.log[0], tables.utility_table, snakemake.config, list(snakemake.input.runs),
+        snakemake.input.scores, dict(snakemake.output.items()))

@@ -9,10 +9,11 @@ the runner refuses to call it on an observation that lacks them (LeakPro-style c
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from labelleak.errors import NotApplicable
+from labelleak.registry import Registry
 from labelleak.updates.format import Observation
 
 #: Optional observation fields an attack may declare (beyond ``dW``, which all attacks get).
@@ -57,7 +58,7 @@ class Attack:
         return self.run(obs, **options)
 
 
-_REGISTRY: dict[str, Attack] = {}
+_REGISTRY: Registry[Attack] = Registry("attack")
 
 
 def register(name: str, *, paper: str, needs: tuple[str, ...] = (), gives_counts: bool = False):
@@ -67,10 +68,8 @@ def register(name: str, *, paper: str, needs: tuple[str, ...] = (), gives_counts
         raise ValueError(f"attack {name}: unknown needs {sorted(unknown)}")
 
     def deco(fn: Callable[..., Prediction]) -> Callable[..., Prediction]:
-        if name in _REGISTRY:
-            raise ValueError(f"attack {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = Attack(name, paper, frozenset(needs), fn, gives_counts, doc[0] if doc else "")
+        _REGISTRY.add(name, Attack(name, paper, frozenset(needs), fn, gives_counts, doc[0] if doc else ""))
         return fn
 
     return deco
@@ -78,14 +77,12 @@ def register(name: str, *, paper: str, needs: tuple[str, ...] = (), gives_counts
 
 def registry() -> dict[str, Attack]:
     """Name -> attack, for every attack module imported by :mod:`labelleak.attacks`."""
-    return dict(_REGISTRY)
+    return _REGISTRY.as_dict()
 
 
-def get_attack(name: str) -> Attack:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown attack {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+def get_attack(name: str, context: str = "") -> Attack:
+    """The registered attack ``name``; KeyError with the registry's one message otherwise."""
+    return _REGISTRY.lookup(name, context)
 
 
 def run_attack(name: str, obs: Observation, **options) -> dict:

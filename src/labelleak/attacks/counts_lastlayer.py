@@ -418,7 +418,7 @@ def _peel_step(R_W, R_b, W, b, classes, N, need, floor, cap, gen, full: _Space, 
         return missed
 
     idle, used = 0, 0
-    for used in range(1, rounds + 1):
+    for used in range(1, rounds + 1):  # noqa: B007  (the rounds used are returned)
         if idle >= IDLE_ROUNDS:
             break  # the starts keep missing what is left
         idle += 1
@@ -505,7 +505,7 @@ def _refine(dW, db, W0, b0, atoms, pool, classes, N, K, lr, full, floor, gen, st
     d = W0.shape[0]
     cand = [(c, h) for h, c, _ in atoms] + list(pool)
     it, best_state, stale = 0, (len(atoms), np.inf), 0
-    for it in range(1, iters + 1):
+    for it in range(1, iters + 1):  # noqa: B007  (the iterations run are reported)
         keep = []
         for c, h in cand:  # two candidates of one sample count once
             if not any(c == c2 and np.linalg.norm(h - h2) <= 1e-3 * np.linalg.norm(h) for c2, h2 in keep):

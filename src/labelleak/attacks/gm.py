@@ -7,8 +7,9 @@ attacker-side quantities (the final gradient distance), never the ground truth.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 

@@ -39,8 +39,8 @@ have a lower distance than the right one and best-of-R selection is unreliable t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 

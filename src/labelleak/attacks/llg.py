@@ -20,7 +20,7 @@ needs no 1/K and the offset is subtracted K times.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -1,6 +1,6 @@
 """Image datasets (synthetic or the ImageNet validation folder) and seeded batch sampling.
 
-* :mod:`labelleak.data.base`: the dataset contract and :func:`build_dataset` (spec -> dataset).
+* :mod:`labelleak.data.base`: the dataset contract; :mod:`labelleak.data.build`: :func:`build_dataset` (spec -> dataset).
 * :mod:`labelleak.data.synthetic`: :class:`SyntheticImages`, generated on demand, no download.
 * :mod:`labelleak.data.imagenet`: :class:`ImageNetVal`, read from a folder.
 * :mod:`labelleak.data.sampling`: which items form each attacked update, saved as index lists.
@@ -11,7 +11,7 @@ import importlib
 #: name -> submodule; imported on first use (PEP 562), so ``labelleak.data.wordpiece`` or the workflow's
 #: constants do not pull in torch through ``labelleak.data.base``.
 _HOME = {
-    "BUILDERS": "base", "ImageDataset": "base", "build_dataset": "base",
+    "BUILDERS": "build", "ImageDataset": "base", "build_dataset": "build",
     "ImageNetVal": "imagenet", "read_class_index": "imagenet", "read_label_file": "imagenet",
     "COMPOSITIONS": "sampling", "SamplingError": "sampling", "load_batches": "sampling", "sample_batches": "sampling",
     "save_batches": "sampling", "SyntheticImages": "synthetic",

@@ -12,21 +12,19 @@ A dataset is anything with
   order, repeats allowed), normalized: roughly zero mean and unit variance per channel.
 
 :class:`ImageDataset` is that contract as an ABC (with index checking shared by the
-implementations). :func:`build_dataset` turns a dataset spec of the config (see
-``workflow/schemas/config.schema.yaml``: ``{"kind": ..., ...}``) into a dataset through the
-:data:`BUILDERS` registry, keyed by ``kind``.
+implementations); :mod:`labelleak.data.build` turns a config's dataset spec into one.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from labelleak.errors import ConfigError, DatasetError
+from labelleak.errors import ConfigError
 
 #: The splits a dataset spec can be asked for.
 SPLITS = ("train", "eval")
@@ -65,40 +63,6 @@ class ImageDataset(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, items={len(self)}, classes={self.num_classes})"
 
 
-def _build_synthetic(spec: Mapping[str, Any], split: str, seed: int | None) -> ImageDataset:
-    from labelleak.data.synthetic import SyntheticImages
-
-    return SyntheticImages.from_spec(spec, split, seed=seed)
-
-
-def _build_imagenet_val(spec: Mapping[str, Any], split: str, seed: int | None) -> ImageDataset:
-    from labelleak.data.imagenet import ImageNetVal
-
-    return ImageNetVal.from_spec(spec, split)
-
-
-def _build_mnist(spec: Mapping[str, Any], split: str, seed: int | None) -> ImageDataset:
-    from labelleak.data.mnist import MNIST
-
-    return MNIST.from_spec(spec, split)
-
-
-def _build_cifar(spec: Mapping[str, Any], split: str, seed: int | None) -> ImageDataset:
-    from labelleak.data.cifar import CIFAR
-
-    return CIFAR.from_spec(spec, split)
-
-
-#: kind -> ``builder(spec, split, seed)``. Builders import their module lazily, so importing
-#: :mod:`labelleak.data` stays cheap.
-BUILDERS: dict[str, Callable[[Mapping[str, Any], str, int | None], ImageDataset]] = {
-    "synthetic_images": _build_synthetic,
-    "imagenet_val": _build_imagenet_val,
-    "mnist": _build_mnist,
-    "cifar": _build_cifar,
-}
-
-
 def check_spec_keys(spec: Mapping[str, Any], allowed: set[str] | frozenset[str]) -> None:
     """ConfigError naming the first key of ``spec`` that its kind does not use.
 
@@ -110,26 +74,3 @@ def check_spec_keys(spec: Mapping[str, Any], allowed: set[str] | frozenset[str])
             f"datasets: key {extra[0]!r} does not apply to kind {spec.get('kind')!r} "
             f"(allowed: {', '.join(sorted(allowed))})"
         )
-
-
-def build_dataset(spec: Mapping[str, Any], split: str, *, seed: int | None = None) -> ImageDataset:
-    """The ``split`` ("train" or "eval") of the dataset described by ``spec``.
-
-    ``spec["kind"]`` picks the builder in :data:`BUILDERS`. When ``split == "train"`` and the spec
-    has a non-null ``train`` entry (a second dataset spec), that spec is built instead: this is how
-    an ``imagenet_val`` dataset (which has only an "eval" split) names the data a model trains on.
-    ``seed`` (e.g. the config's master seed) seeds generated datasets; ``spec["seed"]`` is used
-    when it is None, and 0 when neither is given. Real datasets ignore it.
-    """
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"datasets: a dataset spec must be a mapping, got {type(spec).__name__}")
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if split == "train" and spec.get("train") is not None:
-        return build_dataset(spec["train"], "train", seed=seed)
-    kind = spec.get("kind")
-    try:
-        builder = BUILDERS[kind]
-    except (KeyError, TypeError):
-        raise ConfigError(f"datasets: unknown kind {kind!r}; known: {', '.join(sorted(BUILDERS))}") from None
-    return builder(spec, split, seed)

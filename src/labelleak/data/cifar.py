@@ -73,7 +73,7 @@ class CIFAR(ImageDataset):
         self._std = torch.tensor(std)[:, None, None]
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], split: str) -> "CIFAR":
+    def from_spec(cls, spec: Mapping[str, Any], split: str) -> CIFAR:
         check_spec_keys(spec, SPEC_KEYS)
         if "root" not in spec:
             raise ConfigError("cifar: 'root' (the folder of python batches) is required")

@@ -169,7 +169,7 @@ class ImageNetVal(ImageDataset):
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], split: str) -> "ImageNetVal":
+    def from_spec(cls, spec: Mapping[str, Any], split: str) -> ImageNetVal:
         """Build from an ``imagenet_val`` dataset spec (keys in :data:`SPEC_KEYS`); "eval" only."""
         check_spec_keys(spec, SPEC_KEYS)
         if split != "eval":

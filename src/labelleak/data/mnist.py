@@ -88,7 +88,7 @@ class MNIST(ImageDataset):
         self.labels.setflags(write=False)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], split: str) -> "MNIST":
+    def from_spec(cls, spec: Mapping[str, Any], split: str) -> MNIST:
         check_spec_keys(spec, SPEC_KEYS)
         if "root" not in spec:
             raise ConfigError("mnist: 'root' (the folder of IDX files) is required")

@@ -37,14 +37,16 @@ from __future__ import annotations
 import math
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from labelleak.errors import DatasetError, LabelleakError
 from labelleak.io import read_json, write_json
+from labelleak.registry import Registry
 
 FORMAT = "labelleak.batches"
 FORMAT_VERSION = 1
@@ -66,7 +68,7 @@ class _Pool:
     members: list[np.ndarray]  # members[j] = item indices of class classes[j]
 
     @classmethod
-    def from_labels(cls, labels: np.ndarray) -> "_Pool":
+    def from_labels(cls, labels: np.ndarray) -> _Pool:
         order = np.argsort(labels, kind="stable")
         classes, starts = np.unique(labels[order], return_index=True)
         members = np.split(order, starts[1:])
@@ -114,11 +116,11 @@ def _repeats(rng: np.random.Generator, pool: _Pool, n: int) -> np.ndarray:
 
 
 #: composition name -> ``draw(rng, pool, n) -> n item indices`` (in batch order).
-COMPOSITIONS: dict[str, Callable[[np.random.Generator, _Pool, int], np.ndarray]] = {
+COMPOSITIONS: Registry[Callable[[np.random.Generator, _Pool, int], np.ndarray]] = Registry("composition", SamplingError, {
     "random": _random,
     "unique": _unique,
     "repeats": _repeats,
-}
+})
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -143,10 +145,7 @@ def sample_batches(
     seed: int,
 ) -> list[list[list[int]]]:
     """``num_batches`` x ``steps`` x ``batch_size`` item indices into ``labels``' dataset."""
-    try:
-        draw = COMPOSITIONS[composition]
-    except (KeyError, TypeError):
-        raise SamplingError(f"unknown composition {composition!r}; known: {', '.join(COMPOSITIONS)}") from None
+    draw = COMPOSITIONS.lookup(composition)
     batch_size = _positive_int("batch_size", batch_size)
     steps = _positive_int("steps", steps)
     num_batches = _positive_int("num_batches", num_batches)

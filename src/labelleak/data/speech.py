@@ -30,8 +30,15 @@ import numpy as np
 
 from labelleak.data.audio import espeak_waveform, log_mel, resample, synthetic_features
 from labelleak.data.base import check_spec_keys
-from labelleak.data.librispeech import (find_flac, grouping_shape, read_flac, read_grouping, read_id_list,
-                                        read_transcripts, select_paper_rule)
+from labelleak.data.librispeech import (
+    find_flac,
+    grouping_shape,
+    read_flac,
+    read_grouping,
+    read_id_list,
+    read_transcripts,
+    select_paper_rule,
+)
 from labelleak.data.speech_text import generated_utterances, group_utterances
 from labelleak.data.wordpiece import LINGVO_SIZE, Vocabulary, generated_vocabulary
 from labelleak.errors import ConfigError, DatasetError

@@ -138,7 +138,7 @@ class SyntheticImages(ImageDataset):
         self._norm = math.sqrt(1.0 + self.contrast**2 / 3.0 + self.brightness**2 + self.noise**2)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], split: str, *, seed: int | None = None) -> "SyntheticImages":
+    def from_spec(cls, spec: Mapping[str, Any], split: str, *, seed: int | None = None) -> SyntheticImages:
         """Build from a ``synthetic_images`` dataset spec (keys in :data:`SPEC_KEYS`).
 
         ``train_size`` / ``eval_size`` give the size of the requested split (default:

@@ -5,7 +5,6 @@ instead changes how the update is computed (:func:`labelleak.defenses.dpsgd.dp_p
 """
 
 from labelleak.defenses import compression, dpsgd, noise  # noqa: F401  (import registers the families)
-from labelleak.defenses.base import (NAME_PATTERN, DefenseError, Family, Step, apply, compute_step, families,
-                                     parse)
+from labelleak.defenses.base import NAME_PATTERN, DefenseError, Family, Step, apply, compute_step, families, parse
 
 __all__ = ["NAME_PATTERN", "DefenseError", "Family", "Step", "apply", "compute_step", "families", "parse"]

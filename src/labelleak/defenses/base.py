@@ -15,12 +15,13 @@ update (it clips per sample while the update is computed): it is registered with
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from labelleak.errors import LabelleakError
+from labelleak.registry import Registry
 
 
 class DefenseError(LabelleakError):
@@ -58,18 +59,15 @@ class Step:
         return "-".join([self.family.name, *(_fmt(v) for v in self.values)])
 
 
-_FAMILIES: dict[str, Family] = {}
+_FAMILIES: Registry[Family] = Registry("defense family", DefenseError)
 
 
 def register(name: str, *params: tuple[str, type, Callable[[float], bool], str], stage: str = "update"):
     """Decorator: register ``fn(tensors, *params, rng) -> tensors`` as the defense family ``name``."""
 
     def deco(fn):
-        if name in _FAMILIES:
-            raise ValueError(f"defense {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _FAMILIES[name] = Family(name, fn if stage == "update" else None, tuple(params), stage,
-                                 doc[0] if doc else "")
+        _FAMILIES.add(name, Family(name, fn if stage == "update" else None, tuple(params), stage, doc[0] if doc else ""))
         return fn
 
     return deco
@@ -77,7 +75,7 @@ def register(name: str, *params: tuple[str, type, Callable[[float], bool], str],
 
 def families() -> dict[str, Family]:
     """Name -> defense family, for every family module imported by :mod:`labelleak.defenses`."""
-    return dict(_FAMILIES)
+    return _FAMILIES.as_dict()
 
 
 def _fmt(v) -> str:
@@ -96,9 +94,7 @@ def parse(name: str) -> tuple[Step, ...]:
         if not m:
             raise DefenseError(f"defense {name!r}: cannot parse {part!r} (expected e.g. signsgd, graddrop-0.5, "
                                f"clip-1.0+noise-0.01)")
-        fam = _FAMILIES.get(m.group(1))
-        if fam is None:
-            raise DefenseError(f"defense {name!r}: unknown family {m.group(1)!r}; known: {', '.join(sorted(_FAMILIES))}")
+        fam = _FAMILIES.lookup(m.group(1), context=f"defense {name!r}")
         raw = [p for p in m.group(2).split("-") if p]
         if len(raw) != len(fam.params):
             want = ", ".join(p[0] for p in fam.params) or "no parameters"

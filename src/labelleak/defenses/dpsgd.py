@@ -16,7 +16,7 @@ file's convention (one step: the noisy gradient; K steps: (W0 - WK) / lr).
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ def dp_projection_update(model: nn.Module, steps: Sequence[tuple[torch.Tensor, t
     W0 = local.head.weight.detach().clone()
     b0 = local.head.bias.detach().clone()
     params = dict(local.named_parameters())
-    for i, (x, y) in enumerate(steps):
+    for x, y in steps:
         g = dp_step_gradient(local, x, y, clip, noise_multiplier, rng, chunk_size)
         if len(steps) == 1:
             dW, db = g["head.weight"], g["head.bias"]

@@ -1,2 +1,1 @@
-"""Job stages of the DAG, one module per stage family (the rules' scripts call them through
-``pipeline.run_job``). New stages go here; ``pipeline.py`` / ``pipeline_speech.py`` hold the older ones."""
+"""The job stages of the DAG, one module per stage; a rule's script calls ``jobs.runner.run_job(log, fn, ...)``."""

@@ -19,12 +19,6 @@ import numpy as np
 
 log = logging.getLogger("labelleak")
 
-COMPOSITION = "fl"  # the settings' composition name: client batches drawn by the Flower clients themselves
-
-
-def round_stages(rounds: int) -> list[str]:
-    """The stage names of the rounds, in order."""
-    return [f"round{r}" for r in range(1, int(rounds) + 1)]
 
 
 def client_ids(clients: int) -> list[str]:
@@ -40,9 +34,9 @@ def dump_fl_rounds(cfg: dict, dataset_name: str, model_name: str, k: int, update
     import torch
 
     from labelleak.federated import flower_train, write_client_update
+    from labelleak.jobs.context import dataset, derived_seed
     from labelleak.models import build_model
     from labelleak.models.registry import projection_layer
-    from labelleak.pipeline import dataset, derived_seed
 
     s = cfg["fl_rounds"]
     rounds, clients, n, lr = int(s["rounds"]), int(s["clients"]), int(s["batch_size"]), float(s["lr"])

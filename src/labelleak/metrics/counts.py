@@ -20,7 +20,7 @@ counts. Tables average the per-update values over updates.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 COUNT_METRICS = ("count_exact_match", "count_accuracy", "leacc", "lnacc", "irec", "lnacc_present")
 

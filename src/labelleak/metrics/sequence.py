@@ -18,7 +18,7 @@ Tables average these per-update values over updates.
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 WORD_MARKER = "\u2581"  # "▁": a piece starting with it starts a word
 SKIP_IDS = (1, 2)  # <s>, </s> (labelleak.models.asr.SOS, EOS): markers, not words

@@ -7,7 +7,7 @@ per-update values over updates (the mean of per-update scores, not a pooled coun
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def set_scores(predicted: Iterable[int], true: Iterable[int]) -> dict[str, float]:

@@ -18,8 +18,8 @@ optimises (eq. 8 of the paper: the attacker needs neither the audio nor its leng
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -12,22 +12,21 @@ from labelleak.errors import LabelleakError
 from labelleak.models.efficientnet import efficientnet_b0
 from labelleak.models.resnet import resnet50
 from labelleak.models.small import fcn3, lenet5, vgg11, vgg16
+from labelleak.registry import Registry
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+ARCHITECTURES: Registry[Callable[..., nn.Module]] = Registry("architecture", KeyError, {
     "resnet50": resnet50,
     "efficientnet_b0": efficientnet_b0,
     "fcn3": fcn3,
     "lenet5": lenet5,
     "vgg11": vgg11,
     "vgg16": vgg16,
-}
+})
 
 
 def build_model(arch: str, num_classes: int, **kwargs) -> nn.Module:
     """Build ``arch`` with ``num_classes`` outputs; unknown names raise KeyError."""
-    if arch not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[arch](num_classes=num_classes, **kwargs)
+    return ARCHITECTURES.lookup(arch)(num_classes=num_classes, **kwargs)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:

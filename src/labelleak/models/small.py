@@ -20,22 +20,20 @@ import torch
 from torch import Tensor, nn
 
 from labelleak.errors import ConfigError
+from labelleak.registry import Registry
 
 #: activation name -> module factory (the activation axis of the config).
-ACTIVATIONS = {
+ACTIVATIONS: Registry = Registry("activation", ConfigError, {
     "relu": lambda: nn.ReLU(),
     "leaky_relu": lambda: nn.LeakyReLU(0.01),
     "swish": lambda: nn.SiLU(),
     "tanh": lambda: nn.Tanh(),
     "sigmoid": lambda: nn.Sigmoid(),
-}
+})
 
 
 def activation(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}") from None
+    return ACTIVATIONS.lookup(name)()
 
 
 def _image_shape(in_features: int, in_channels: int | None, image_size: int | None) -> tuple[int, ...]:

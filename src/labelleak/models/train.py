@@ -6,7 +6,7 @@ import logging
 import math
 import os
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,8 +32,9 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict:
 
 
 @torch.no_grad()
-def softmax_stats(model: nn.Module, dataset, *, n: int = 256, device=torch.device("cpu")) -> dict[str, float]:
+def softmax_stats(model: nn.Module, dataset, *, n: int = 256, device: torch.device | None = None) -> dict[str, float]:
     """How peaked the model is on the first ``n`` held-out items: accuracy, mean max / true-class softmax."""
+    device = device or torch.device("cpu")
     was_training = model.training
     model.eval()
     idx = np.arange(min(n, len(dataset)))
@@ -81,7 +82,7 @@ def train(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     seed: int = 0,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device | None = None,
     log_every: int = 10,
 ) -> None:
     """Train for max(checkpoint_steps) steps, calling ``on_checkpoint`` at each.
@@ -90,6 +91,7 @@ def train(
 
     Batches are drawn from a seeded permutation of the training items, epoch after epoch.
     """
+    device = device or torch.device("cpu")
     steps = sorted(set(checkpoint_steps))
     total = steps[-1]
     rng = np.random.default_rng(seed)

@@ -12,8 +12,8 @@ the CSV and the number of updates averaged and of n/a updates.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,9 @@ from labelleak.reports.tables import PRETTY, TableSpec, aggregate, write_table
 PRETTY.update({
     "idlg": "iDLG", "dlg": "DLG", "llg": "LLG", "llg_plus": "LLG+", "llg_star": "LLG*", "geng": "Geng et al.",
     "ilrg": "iLRG", "leacc": "LeAcc", "lnacc": "LnAcc", "irec": "IRec", "count_exact_match": "count EM",
-    "count_accuracy": "CntAcc", "lnacc_present": "LnAcc (present)", "rlg_counts": "RLG counts (ours)", "value": "score", "accuracy": "Acc", "median_s": "median s/update", "form": "form",
+    "count_accuracy": "CntAcc", "lnacc_present": "LnAcc (present)", "rlg_counts": "RLG counts (ours)",
+    "dimitrov": "Dimitrov et al.", "rlu": "RLU",
+    "value": "score", "accuracy": "Acc", "median_s": "median s/update", "form": "form",
 })
 
 #: activation in front of the head of the architectures that do not take an ``activation`` option.
@@ -44,7 +46,8 @@ def section(cfg: dict, table: str) -> dict:
     t = cfg[table]
     if table != "fl_rounds":
         return t
-    from labelleak.jobs.fl_rounds import COMPOSITION, round_stages
+    from labelleak.config import FL_COMPOSITION as COMPOSITION
+    from labelleak.config import round_stages
 
     return {"settings": [{"dataset": t["dataset"], "model": t["model"]}], "stages": round_stages(t["rounds"]),
             "batch_sizes": [t["batch_size"]], "steps": t["local_steps"], "composition": COMPOSITION,

@@ -1,7 +1,7 @@
 """The speech tables and figure of Dang et al.: Tables 2, 3, 5 and Figure 2, from per-update scores.
 
 Rows of each study (which update, which result, which table keys) come from :func:`speech_rows`;
-the scores from :func:`labelleak.pipeline_speech.score_speech`. Every cell is a mean over updates
+the scores from :func:`labelleak.jobs.score.score_speech`. Every cell is a mean over updates
 with its 95% bootstrap interval in the csv, and the number of updates and of n/a results.
 """
 
@@ -63,7 +63,8 @@ def _caption(cfg: dict, what: str) -> str:
     corpus = scfg["corpus"]
     steps = ", ".join(f"{k} = {v} steps" for k, v in scfg["training"]["checkpoints"].items())
     return (f"{what} Corpus {corpus} ({scfg['corpora'][corpus]['kind']}), checkpoints {steps}. Bag-of-words "
-            "metrics leave out <unk>, <s>, </s> (ids 0-2) as the paper's report script does; LE = 1 - S_hat / S (its definition: signed, > 0 when the rank underestimates S). "
+            "metrics leave out <unk>, <s>, </s> (ids 0-2) as the paper's report script does; "
+            "LE = 1 - S_hat / S (its definition: signed, > 0 when the rank underestimates S). "
             "Cells: means over updates; 'n (n/a)' = updates averaged and updates where the method did not apply.")
 
 

@@ -16,8 +16,8 @@ Nothing is downloaded: ``weights=None`` is a seeded random init, or a weights fi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

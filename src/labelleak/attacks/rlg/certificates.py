@@ -72,7 +72,7 @@ class Certificates:
                 np.savez_compressed(fh, **arrays)
 
     @classmethod
-    def load(cls, path) -> "Certificates":
+    def load(cls, path) -> Certificates:
         from labelleak.updates.format import read_npz
 
         a = read_npz(path, "an RLG certificate file")

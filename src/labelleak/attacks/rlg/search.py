@@ -20,8 +20,16 @@ import scipy.linalg
 from scipy.optimize import linprog, nnls
 
 from labelleak.attacks.rlg.certificates import Certificates
-from labelleak.attacks.rlg.lp import ACCEPT, FEAS_TOL, R_MAX, cone_bound, separable, unit_columns, violations
-from labelleak.attacks.rlg.lp import _HIGHS  # noqa: F401  (one HiGHS setting for every LP)
+from labelleak.attacks.rlg.lp import (
+    _HIGHS,  # noqa: F401  (one HiGHS setting for every LP)
+    ACCEPT,
+    FEAS_TOL,
+    R_MAX,
+    cone_bound,
+    separable,
+    unit_columns,
+    violations,
+)
 from labelleak.errors import NotApplicable
 
 

@@ -20,7 +20,8 @@ entries). So, with s the singular values in descending order:
   larger S must be given.
 
 Exact zero rows (dead features) and columns are left out first; then, when C <= d, the last
-singular value is structurally zero (every row of G sums to zero, so dW 1 = 0) and takes no part. The dtype only sets the floor; the estimate itself comes from the
+singular value is structurally zero (every row of G sums to zero, so dW 1 = 0) and takes no part.
+The dtype only sets the floor; the estimate itself comes from the
 spectrum, so float16/32/64 files and weight differences need no flag.
 
 Large updates are sketched: a seeded range sketch Z (C, k) gives the top k values of dW Z; the
