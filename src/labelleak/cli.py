@@ -14,7 +14,6 @@ import argparse
 import inspect
 import json
 import sys
-from pathlib import Path
 
 from labelleak.errors import LabelleakError, NotApplicable
 
@@ -104,11 +103,9 @@ def _context(args, needs) -> dict:
             except ValueError:
                 raise LabelleakError(f"--input-shape must be integers like 3,32,32, got {args.input_shape!r}") from None
         context["model"] = model_from_checkpoint(args.checkpoint, shape)
-    if "decoder_update" in needs:
-        from labelleak.updates.asr import decoder_path, load_decoder_update
+    from labelleak.jobs.context import update_context
 
-        if Path(decoder_path(args.update)).exists():  # else the attack reports what it lacks (exit 3)
-            context["decoder_update"] = load_decoder_update(args.update)
+    context.update(update_context(needs, args.update))  # the decoder's update, as the DAG's attack job reads it
     if "aux_data" in needs and args.config and args.dataset:
         from labelleak.config import load_config
         from labelleak.jobs.context import auxiliary_data
