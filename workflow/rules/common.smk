@@ -114,6 +114,21 @@ def oracle_truth(wildcards, batch_ids):
     return [f"{TRUTH_DIR}/{b}.json".format(**wildcards) for b in batch_ids]
 
 
+def fl_updates(wildcards):
+    """Every client update of every round of one Flower run (fl_rounds.smk), round-major."""
+    return [f"results/updates/{wildcards.dataset}/{wildcards.model}/{stage}/fl_N{wildcards.n}_K{wildcards.k}/{c}.npz"
+            for stage in FL_ROUNDS for c in FL_CLIENTS]
+
+
+def fl_oracle_truth(wildcards):
+    """fl_updates' truth files, for an oracle method only (as oracle_truth)."""
+    from labelleak.attacks.oracles import ORACLE_METHODS
+
+    if wildcards.method not in ORACLE_METHODS:
+        return []
+    return [p.replace("results/updates/", "results/truth/").replace(".npz", ".json") for p in fl_updates(wildcards)]
+
+
 def attack_inputs(wildcards):
     """The updates an attack job sees: the dumped ones, or the defended ones when the defense is not none."""
     pattern = UPDATE if wildcards.defense == "none" else DEFENDED

@@ -1,5 +1,5 @@
 # Study fl_rounds: label attacks on the client updates of Flower FedAvg rounds (labelleak.jobs.fl_rounds).
-# dump_fl_rounds -> attack_fl (one job per method, round and K) -> score_labels -> fl_rounds.
+# dump_fl_rounds -> attack_fl (one job per method and K, over all rounds) -> score_labels -> fl_rounds.
 FL = config.get("fl_rounds", {})
 FL_ROUNDS = round_stages(FL.get("rounds", 0))
 FL_CLIENTS = fl_jobs.client_ids(FL.get("clients", 0))
@@ -22,17 +22,25 @@ rule dump_fl_rounds:
         "../scripts/dump_fl_rounds.py"
 
 
-use rule attack as attack_fl with:
+rule attack_fl:
+    """One attack on every client update of every round of one Flower run (one job per method and K: a job's
+    start-up, not the attack, was most of the time of one job per round)."""
     input:
-        npz=lambda w: [UPDATE.format(batch=c, **w) for c in FL_CLIENTS],
-        truth=lambda w: oracle_truth(w, FL_CLIENTS),
+        npz=fl_updates,
+        truth=fl_oracle_truth,
     output:
-        expand(f"results/attacks/{{{{defense}}}}/{{{{method}}}}/{with_braces(SETTING)}/{{batch}}.json", batch=FL_CLIENTS),
+        [f"results/attacks/{{defense}}/{{method}}/{{dataset}}/{{model}}/{stage}/fl_N{{n}}_K{{k}}/{client}.json"
+         for stage in FL_ROUNDS for client in FL_CLIENTS],
+    group:
+        CHEAP
     wildcard_constraints:
-        composition="fl",
         defense="none",
     log:
-        f"results/logs/attack_fl/{{defense}}/{{method}}/{SETTING}.log",
+        "results/logs/attack_fl/{defense}/{method}/{dataset}/{model}/fl_N{n}_K{k}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/attack.py"
 
 
 rule fl_rounds:
