@@ -211,8 +211,16 @@ def _counts_by_stage(scores, cfg, seed):
         block_order=order)
 
 
-def counts_by_stage_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.PathLike]) -> None:
-    """Figure: count exact match of each count method against the training stage, one panel per K."""
+def _k_title(k) -> str:
+    return "FedSGD (K = 1)" if k == 1 else f"FedAvg (K = {k})"
+
+
+def _lines_by_panel(df: pd.DataFrame, out: dict[str, str | os.PathLike], *, panel: str, x: str, value: str,
+                    methods, title: Callable, ylabel: str, xlabel: str | None = None, xticks=None,
+                    logx: bool = False, na_marks: bool = False) -> None:
+    """The label figures' one skeleton: a panel per value of ``panel`` (shared y), a line per method
+    (mean ``value`` over the ok updates at each ``x``); ``na_marks``: n/a updates as grey x at the bottom
+    (counted, never scored)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,59 +228,49 @@ def counts_by_stage_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str |
 
     from labelleak.io import save_figure
 
-    t = cfg["counts_by_stage"]
-    stages = list(t["stages"])
-    df = scores.assign(x=scores["stage"].map({s: i for i, s in enumerate(stages)}))
-    ks = sorted(df["k"].unique())
-    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.4), squeeze=False, sharey=True)
-    for ax, k in zip(axes[0], ks):
-        for method in t["methods"]:
-            sub = df[(df["k"] == k) & (df["method"] == method) & (df["status"] == "ok")]
-            line = sub.groupby("x")["count_exact_match"].mean()
-            if len(line):
-                ax.plot(line.index, line.values, marker="o", label=PRETTY.get(method, method))
-        ax.set_xticks(range(len(stages)), stages)
-        ax.set_title("FedSGD (K = 1)" if k == 1 else f"FedAvg (K = {k})", fontsize=9)
-        ax.set_ylim(-0.05, 1.05)
-    axes[0][0].set_ylabel("count exact match (n/a: not drawn)")
+    panels = sorted(df[panel].unique()) or ["none"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False, sharey=True)
+    for ax, p in zip(axes[0], panels):
+        for method in methods:
+            sub = df[(df[panel] == p) & (df["method"] == method)]
+            ok = sub[sub["status"] == "ok"].groupby(x)[value].mean()
+            if len(ok):
+                ax.plot(ok.index, ok.values, marker="o", label=PRETTY.get(method, method))
+            na = sub[sub["status"] != "ok"].groupby(x).size()
+            if na_marks and len(na):
+                ax.scatter(na.index, np.full(len(na), -0.04), marker="x", color="grey")
+        ax.set_title(title(p), fontsize=9)
+        if xlabel:
+            ax.set_xlabel(xlabel)
+        if xticks is not None:
+            ax.set_xticks(*xticks)
+        if logx:
+            ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.08 if na_marks else -0.05, 1.05)
+    axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=120)
     plt.close(fig)
+
+
+def counts_by_stage_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.PathLike]) -> None:
+    """Figure: count exact match of each count method against the training stage, one panel per K."""
+    t = cfg["counts_by_stage"]
+    stages = list(t["stages"])
+    df = scores.assign(x=scores["stage"].map({s: i for i, s in enumerate(stages)}))
+    _lines_by_panel(df, out, panel="k", x="x", value="count_exact_match", methods=t["methods"], title=_k_title,
+                    ylabel="count exact match (n/a: not drawn)", xticks=(range(len(stages)), stages))
 
 
 def fl_rounds_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.PathLike]) -> None:
     """Figure: each attack's F1 (count EM for count methods) against the round, FedSGD and FedAvg panels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from labelleak.io import save_figure
-
     rounds = section(cfg, "fl_rounds")["stages"]
     df = scores.assign(value=np.where(scores["gives_counts"].astype(bool), scores["count_exact_match"], scores["f1"]),
                        r=scores["stage"].map({s: i + 1 for i, s in enumerate(rounds)}))
-    ks = sorted(df["k"].unique())
-    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.4), squeeze=False, sharey=True)
-    for ax, k in zip(axes[0], ks):
-        for method in cfg["fl_rounds"]["methods"]:
-            sub = df[(df["k"] == k) & (df["method"] == method)]
-            ok = sub[sub["status"] == "ok"].groupby("r")["value"].mean()
-            if len(ok):
-                ax.plot(ok.index, ok.values, marker="o", label=PRETTY.get(method, method))
-            na = sub[sub["status"] != "ok"].groupby("r").size()
-            if len(na):  # n/a updates are counted, never scored: marked at the bottom with their count
-                ax.scatter(na.index, np.full(len(na), -0.04), marker="x", color="grey")
-        ax.set_title("FedSGD (K = 1)" if k == 1 else f"FedAvg (K = {k})", fontsize=9)
-        ax.set_xlabel("round")
-        ax.set_xticks(range(1, len(rounds) + 1))
-        ax.set_ylim(-0.08, 1.05)
-    axes[0][0].set_ylabel("F1 (set) / count EM (counts); x: n/a")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=120)
-    plt.close(fig)
+    _lines_by_panel(df, out, panel="k", x="r", value="value", methods=cfg["fl_rounds"]["methods"], title=_k_title,
+                    ylabel="F1 (set) / count EM (counts); x: n/a", xlabel="round",
+                    xticks=(range(1, len(rounds) + 1),), na_marks=True)
 
 
 LAYOUTS: dict[str, Callable] = {"idlg_table": _idlg, "ilrg_table": _ilrg, "geng_table": _geng, "leaderboard": _leaderboard,
@@ -324,34 +322,13 @@ def write_label_table(cfg: dict, table: str, scores: pd.DataFrame, config_hash: 
 
 def attacks_vs_batch(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.PathLike]) -> None:
     """Figure: leaderboard score against N per attack, one panel per activation (figure_stage)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from labelleak.io import save_figure
-
     t = cfg["leaderboard"]
     stage = t.get("figure_stage", t["stages"][0])
     df = scores[(scores["stage"] == stage) & (scores["status"] == "ok")]
     df = df.assign(value=np.where(df["gives_counts"].astype(bool), df["count_exact_match"], df["f1"]))
-    acts = sorted(df["activation"].unique()) or ["none"]
-    fig, axes = plt.subplots(1, len(acts), figsize=(4 * len(acts), 3.4), squeeze=False, sharey=True)
-    for ax, act in zip(axes[0], acts):
-        sub = df[df["activation"] == act].groupby(["method", "n"])["value"].mean().reset_index()
-        for method in t["methods"]:
-            line = sub[sub["method"] == method]
-            if len(line):
-                ax.plot(line["n"], line["value"], marker="o", label=PRETTY.get(method, method))
-        ax.set_xscale("log", base=2)
-        ax.set_title(f"{act} ({stage})")
-        ax.set_xlabel("batch size N")
-        ax.set_ylim(-0.05, 1.05)
-    axes[0][0].set_ylabel("F1 (set) / count EM (counts)")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    save_figure(fig, {key: out[key] for key in ("pdf", "png")}, dpi=120)
-    plt.close(fig)
+    _lines_by_panel(df, out, panel="activation", x="n", value="value", methods=t["methods"],
+                    title=lambda act: f"{act} ({stage})", ylabel="F1 (set) / count EM (counts)",
+                    xlabel="batch size N", logx=True)
 
 
 #: the figure each label table draws beside it (rule outputs pdf and png)
