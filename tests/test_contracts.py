@@ -83,3 +83,23 @@ def test_every_attack_is_deterministic_leaves_its_input_and_says_na_without_its_
     rec = run_attack(name, bare)
     if registry()[name].needs - {"steps"}:
         assert rec["status"] == "n/a" and rec["reason"], (name, rec)
+
+
+def test_every_study_is_a_dag_target_with_its_config_section_and_says_where_its_paper_values_are():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from labelleak.config import load_config
+    from labelleak.studies import STUDIES
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "config" / "config.yaml")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--list-target-rules"], cwd=root, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rules = set(proc.stdout.split())
+    for name, study in STUDIES.items():
+        assert name in cfg, f"study {name} has no section in config/config.yaml"
+        assert name in rules, f"study {name} is not a target rule (snakemake {name})"
+        assert study.paper, f"study {name} does not say where the paper's values are, or why there are none"

@@ -21,7 +21,9 @@ from labelleak.jobs import context, score
 from labelleak.metrics.counts import count_scores, existence_accuracy
 from labelleak.models import build_model
 from labelleak.models.train import save_checkpoint
-from labelleak.reports.labels import LAYOUTS, attacks_vs_batch, study_rows, write_label_table
+from labelleak.reports.labels import write_label_table
+from labelleak.studies import STUDIES
+from labelleak.studies.labels import study_rows
 from labelleak.updates.compute import projection_update
 from labelleak.updates.format import load_observation, save_truth, save_update
 
@@ -98,21 +100,21 @@ def test_leaderboard_and_figure_from_real_scores(smoke_cfg, tmp_path):
     assert len(scores) == 3 * 3 and set(scores["status"]) == {"ok", "n/a"}
     assert scores.loc[scores["method"] == "dlg", "f1"].isna().all()
     out = {k: tmp_path / f"lb.{k}" for k in ("csv", "md", "tex", "pdf", "png")}
-    agg = write_label_table(cfg, "leaderboard", scores, "abc123", out)
+    agg = write_label_table(cfg, STUDIES.lookup("leaderboard").layout, scores, "abc123", out)
     cell = agg.set_index("method")
     assert cell.loc["dlg", "n_na"] == 3 and cell.loc["dlg", "n_updates"] == 0  # shown, not dropped
     assert cell.loc["ilrg", "score"] == "count EM" and cell.loc["yin", "score"] == "F1"
     assert cell.loc["ilrg", "mean"] == 1.0 and cell.loc["yin", "mean"] < 0.5  # swish: Yin breaks
     md = out["md"].read_text()
     assert "abc123" in md and "LeNet" not in md and "lenet_swish/swish N=8 untrained" in md
-    attacks_vs_batch(cfg, scores, out)
+    STUDIES.lookup("leaderboard").figure(cfg, scores, out)
     assert out["png"].stat().st_size > 1000 and out["pdf"].stat().st_size > 1000
 
 
 def test_ilrg_table_leaves_counts_blank_for_set_methods(smoke_cfg, tmp_path):
     torch.set_num_threads(1)
     scores = _run_study(smoke_cfg, "ilrg_table", tmp_path)
-    agg, spec = LAYOUTS["ilrg_table"](scores, smoke_cfg, 0)
+    agg, spec = STUDIES.lookup("ilrg_table").layout(scores, smoke_cfg, 0)
     metrics = agg.groupby("method")["metric"].apply(set)
     assert metrics["ilrg"] == {"leacc", "lnacc", "irec"} and metrics["rlg"] == {"leacc"}
     assert "ALL C classes" in spec.caption

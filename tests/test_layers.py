@@ -1,7 +1,7 @@
 """The package's layering, lazy imports inside functions included (docs/architecture.md):
 
     errors, io, registry, device, resume < data < models < updates < defenses < federated < attacks
-    < metrics < config < reports < jobs < cli
+    < metrics < config < reports < studies < jobs < cli
 
 A module imports only from its own layer or below, and no two modules import each other, directly
 or through others (an import cycle, even a lazy one, is a design knot the next change trips on).
@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "labelleak"
 LAYERS = [("errors", "io", "registry", "device", "resume"), ("data",), ("models",), ("updates",), ("defenses",),
-          ("federated",), ("attacks",), ("metrics",), ("config",), ("reports",), ("jobs",), ("cli",)]
+          ("federated",), ("attacks",), ("metrics",), ("config",), ("reports",), ("studies",), ("jobs",), ("cli",)]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 

@@ -253,6 +253,7 @@ def _check_compositions(cfg: dict) -> None:
                                   f"per update, got {per}")
 
 
+#: the label studies whose config section has the common shape (fl_rounds says it in federated terms)
 LABEL_TABLES = ("idlg_table", "ilrg_table", "geng_table", "leaderboard", "counts_by_stage")
 
 

@@ -23,6 +23,7 @@ import sys
 from labelleak.config import check_overrides, check_paths, job_threads, round_stages, validate_config
 from labelleak.errors import ConfigError
 from labelleak import resume
+from labelleak.studies import STUDIES
 from labelleak.jobs import fl_rounds as fl_jobs
 from labelleak.data.wordpiece import SPECIAL_MAX_ID
 
@@ -215,7 +216,7 @@ def speech_defense_rows(sec):
 # ---- functions of labels.smk
 def label_rows(table):
     """(update, result, keys) of every attacked update of one label table."""
-    from labelleak.reports.labels import study_rows
+    from labelleak.studies.labels import study_rows
 
     return with_truth(study_rows(config, table, UPDATE, RESULT))
 

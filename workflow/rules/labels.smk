@@ -1,6 +1,6 @@
 # The label attacks of the seed papers on identical updates: per-update scores, their tables,
 # the leaderboard and its figure. Settings come from the config sections named in LABEL_TABLES.
-LABEL_TABLES = [t for t in ("idlg_table", "ilrg_table", "geng_table", "leaderboard", "fl_rounds", "counts_by_stage") if t in config]
+LABEL_TABLES = [t for t in STUDIES if t in config]  # the label studies of labelleak.studies
 
 
 rule score_labels:

@@ -64,12 +64,14 @@ def label_table(cfg: dict, table: str, scores_csv: str | os.PathLike, out: dict[
     import pandas as pd
 
     from labelleak.config import config_hash
-    from labelleak.reports.labels import FIGURES, write_label_table
+    from labelleak.reports.labels import write_label_table
+    from labelleak.studies import STUDIES
 
+    study = STUDIES.lookup(table)
     scores = pd.read_csv(scores_csv, keep_default_na=False, na_values=[""])
-    write_label_table(cfg, table, scores, config_hash(cfg), out)
-    if "pdf" in out:
-        FIGURES[table](cfg, scores, out)
+    write_label_table(cfg, study.layout, scores, config_hash(cfg), out)
+    if "pdf" in out and study.figure is not None:
+        study.figure(cfg, scores, out)
     if "times" in out:  # measured wall times: results/benchmarks/, never in a table
         from labelleak.io import write_text
         from labelleak.reports.labels import attack_times
