@@ -16,13 +16,12 @@ import torch
 from labelleak.attacks import get_attack, run_attack
 from labelleak.attacks.gm import gradient_distance
 from labelleak.attacks.gm_asr import (
-    _Batch,
-    _target,
     initial_variables,
     reconstruct,
     reconstruct_sequential,
     soft_label_gradients,
 )
+from labelleak.attacks.gm_asr_objective import _Batch, _target
 from labelleak.metrics.sequence import (
     edit_distance,
     exact_match,
