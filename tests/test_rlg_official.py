@@ -170,3 +170,24 @@ def test_cli(tmp_path, capsys):
         out = json.loads(capsys.readouterr().out)
         assert out == {"method": "rlg_official", "labels": sorted(labels), "num_labels": 5}
     assert cli.main(["reveal", "--method", "rlg_official", "--num-labels", "50", str(path)]) == cli.EXIT_NOT_APPLICABLE
+
+
+def test_the_cone_shortcut_never_changes_the_lp_check(monkeypatch):
+    """lp_confirms skips the LP only where weak duality already fails the script's depth check: the same
+    answer as the LP for every class of a trained and an untrained head."""
+    from rlg_cases import gradient, head
+
+    from labelleak.attacks.rlg import official
+
+    rng = np.random.default_rng(4)
+    for trained in (True, False):
+        y = rng.choice(300, 20, replace=False)
+        dW = gradient(*head(rng, y, 64, 300, "swish", trained), y)
+        Q = np.linalg.svd(dW, full_matrices=False)[2][:20]
+        by_norm = np.argsort(-np.linalg.norm(Q, axis=0), kind="stable")
+        rows = [by_norm[by_norm != c][:199] for c in range(300)]
+        fast = [official.lp_confirms(Q, c, rows[c]) for c in range(300)]
+        with monkeypatch.context() as m:  # no cone coefficients: the bound never fires, every class gets its LP
+            m.setattr(official, "nnls", lambda A, q: (np.zeros(A.shape[1]), 0.0))
+            slow = [official.lp_confirms(Q, c, rows[c]) for c in range(300)]
+        assert fast == slow and sum(fast) >= 10

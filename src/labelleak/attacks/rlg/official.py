@@ -58,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import linprog
+from scipy.optimize import linprog, nnls
 
 from labelleak.attacks.base import Prediction, register
 from labelleak.errors import NotApplicable
@@ -141,6 +141,12 @@ def lp_confirms(Q: np.ndarray, c: int, rows: np.ndarray) -> bool:
     """The released script's LP for class c against the columns ``rows`` and its acceptance check (step 5)."""
     q = Q[:, c]
     if LP_BOX * np.abs(q).sum() <= -LP_MIN_DEPTH:  # min of q.x over the box is -5 |q|_1: cannot pass, no LP needed
+        return False
+    # weak duality: with q = Q_rows lam + e (lam >= 0, NNLS), every x the LP admits (rows enforced to
+    # HiGHS' tolerance, 1e-7; 1e-6 here to be safe) has q.x >= -(1e-6 |lam|_1 + 5 |e|_1): when that is
+    # above LP_MIN_DEPTH the check below fails whatever vertex HiGHS returns, so no LP is needed
+    lam, _ = nnls(Q[:, rows], q)
+    if 1e-6 * lam.sum() + LP_BOX * np.abs(q - Q[:, rows] @ lam).sum() < -LP_MIN_DEPTH:
         return False
     A = np.vstack([q, -Q[:, rows].T])
     b = np.zeros(A.shape[0])
