@@ -325,7 +325,7 @@ def test_leaderboard_table_and_figure_are_byte_identical_across_runs(tmp_path, m
         _leaderboard_scores(run).to_csv(scores, index=False)
         out = {k: tmp_path / f"run{run}" / f"leaderboard.{k}" for k in ("csv", "md", "tex", "pdf", "png")}
         out["times"] = tmp_path / f"run{run}" / "benchmarks" / "attack_times.csv"
-        tables.label_table(cfg, "leaderboard", scores, out)
+        tables.render(cfg, "leaderboard", scores, out)
         runs.append(out)
     for key in ("csv", "md", "tex", "pdf", "png"):
         assert runs[0][key].read_bytes() == runs[1][key].read_bytes(), key
@@ -374,7 +374,7 @@ def test_utility_table_has_no_wall_times(tmp_path):
             runs.append(path)
         out = {k: tmp_path / f"run{run}" / f"utility.{k}" for k in ("csv", "md", "pdf", "png")}
         out["times"] = tmp_path / f"run{run}" / "benchmarks" / "train_times.csv"
-        tables.utility_table(cfg, runs, scores, out)
+        tables.render(cfg, "utility", scores, out, runs)
         outs.append(out)
     for key in ("csv", "md", "pdf", "png"):
         assert outs[0][key].read_bytes() == outs[1][key].read_bytes(), key

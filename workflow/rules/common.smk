@@ -163,7 +163,7 @@ def table1_rows():
 
 # ---- defenses.smk: paths and the rows of the defense study (its names are checked by validate_config)
 from labelleak.config import matrix_methods
-from labelleak.jobs.tables import table4_speech_methods
+from labelleak.studies.table4 import table4_speech_methods
 
 
 DEFENDED_DIR = f"results/defended/{{defense}}/{SETTING}"

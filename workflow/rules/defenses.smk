@@ -79,7 +79,7 @@ rule table4:
     conda:
         ENV
     script:
-        "../scripts/table4.py"
+        "../scripts/render_study.py"
 
 
 rule defense_matrix:
@@ -97,7 +97,7 @@ rule defense_matrix:
     conda:
         ENV
     script:
-        "../scripts/defense_matrix.py"
+        "../scripts/render_study.py"
 
 
 rule train_federated:
@@ -137,7 +137,7 @@ rule utility:
     conda:
         ENV
     script:
-        "../scripts/utility.py"
+        "../scripts/render_study.py"
 
 
 # the targets of the defense study that this config defines (all three in the shipped configs)

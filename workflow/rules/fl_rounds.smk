@@ -60,4 +60,4 @@ rule fl_rounds:
     conda:
         ENV
     script:
-        "../scripts/label_table.py"
+        "../scripts/render_study.py"

@@ -39,7 +39,7 @@ rule idlg_table:
     conda:
         ENV
     script:
-        "../scripts/label_table.py"
+        "../scripts/render_study.py"
 
 
 rule ilrg_table:
@@ -57,7 +57,7 @@ rule ilrg_table:
     conda:
         ENV
     script:
-        "../scripts/label_table.py"
+        "../scripts/render_study.py"
 
 
 rule geng_table:
@@ -75,7 +75,7 @@ rule geng_table:
     conda:
         ENV
     script:
-        "../scripts/label_table.py"
+        "../scripts/render_study.py"
 
 
 rule leaderboard:
@@ -97,7 +97,7 @@ rule leaderboard:
     conda:
         ENV
     script:
-        "../scripts/label_table.py"
+        "../scripts/render_study.py"
 
 
 rule counts_by_stage:
@@ -118,4 +118,4 @@ rule counts_by_stage:
     conda:
         ENV
     script:
-        "../scripts/label_table.py"
+        "../scripts/render_study.py"

@@ -32,4 +32,4 @@ rule table1:
     conda:
         ENV
     script:
-        "../scripts/table1.py"
+        "../scripts/render_study.py"

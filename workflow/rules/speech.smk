@@ -144,7 +144,7 @@ rule table2:
     conda:
         ENV
     script:
-        "../scripts/speech_study.py"
+        "../scripts/render_study.py"
 
 
 rule table3:
@@ -162,7 +162,7 @@ rule table3:
     conda:
         ENV
     script:
-        "../scripts/speech_study.py"
+        "../scripts/render_study.py"
 
 
 rule table5:
@@ -180,7 +180,7 @@ rule table5:
     conda:
         ENV
     script:
-        "../scripts/speech_study.py"
+        "../scripts/render_study.py"
 
 
 rule figure2:
@@ -198,4 +198,4 @@ rule figure2:
     conda:
         ENV
     script:
-        "../scripts/speech_study.py"
+        "../scripts/render_study.py"

@@ -1,11 +1,22 @@
-"""The studies, one module per paper table or figure (:class:`~labelleak.studies.base.Study`).
+"""The studies, one module per paper table or figure and per study of labelleak's own
+(:class:`~labelleak.studies.base.Study`): what it renders from its scores, and its published values."""
 
-Migrated so far: the label-attack family (idlg_table, ilrg_table, geng_table, leaderboard,
-fl_rounds, counts_by_stage). Tables 1-5, Figure 2, the defense matrix and utility are still laid
-out by :mod:`labelleak.jobs.tables` and :mod:`labelleak.reports`.
-"""
-
-from labelleak.studies import counts_by_stage, fl_rounds, geng_table, idlg_table, ilrg_table, leaderboard  # noqa: F401
+from labelleak.studies import (  # noqa: F401  (import registers the studies)
+    counts_by_stage,
+    defense_matrix,
+    figure2,
+    fl_rounds,
+    geng_table,
+    idlg_table,
+    ilrg_table,
+    leaderboard,
+    table1,
+    table2,
+    table3,
+    table4,
+    table5,
+    utility,
+)
 from labelleak.studies.base import STUDIES, Study
 
 __all__ = ["STUDIES", "Study"]

@@ -8,8 +8,8 @@ import pandas as pd
 
 from labelleak.reports.labels import k_title, lines_by_panel
 from labelleak.reports.tables import TableSpec
-from labelleak.studies.base import Study, register
-from labelleak.studies.labels import COMMON, activation_of, aggregate_by_kind, defs, form_of, form_order, setting_label
+from labelleak.studies.base import register
+from labelleak.studies.labels import COMMON, activation_of, aggregate_by_kind, defs, form_of, form_order, label_study, setting_label
 
 
 def layout(scores, cfg, seed):
@@ -45,4 +45,4 @@ def counts_by_stage_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str |
 PAPER = ("no paper table: iLRG's logs give LnAcc .567 / IRec .28 on a trained VGG-16, reported in the README "
          "next to ours")
 
-STUDY = register(Study("counts_by_stage", layout=layout, figure=counts_by_stage_figure, paper=PAPER))
+STUDY = register(label_study("counts_by_stage", layout, counts_by_stage_figure, PAPER))

@@ -9,8 +9,8 @@ import pandas as pd
 
 from labelleak.reports.labels import k_title, lines_by_panel
 from labelleak.reports.tables import TableSpec
-from labelleak.studies.base import Study, register
-from labelleak.studies.labels import COMMON, aggregate_by_kind, form_of, form_order, section
+from labelleak.studies.base import register
+from labelleak.studies.labels import COMMON, aggregate_by_kind, form_of, form_order, label_study, section
 
 
 def layout(scores, cfg, seed):
@@ -42,4 +42,4 @@ def fl_rounds_figure(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.Pa
 #: where the published values are, or why this study has no cell-by-cell comparison
 PAPER = ("no paper: labelleak's own study of a real federated framework's updates")
 
-STUDY = register(Study("fl_rounds", layout=layout, figure=fl_rounds_figure, paper=PAPER))
+STUDY = register(label_study("fl_rounds", layout, fl_rounds_figure, PAPER))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from labelleak.reports.tables import TableSpec
-from labelleak.studies.base import Study, register
-from labelleak.studies.labels import COMMON, aggregate_by_kind, defs, form_of, form_order, setting_label
+from labelleak.studies.base import register
+from labelleak.studies.labels import COMMON, aggregate_by_kind, defs, form_of, form_order, label_study, setting_label
 
 
 def layout(scores, cfg, seed):
@@ -25,4 +25,4 @@ def layout(scores, cfg, seed):
 PAPER = ("Geng et al. report count accuracy on LeNet / ResNet trained on their data; not comparable cell by "
          "cell")
 
-STUDY = register(Study("geng_table", layout=layout, figure=None, paper=PAPER))
+STUDY = register(label_study("geng_table", layout, None, PAPER))

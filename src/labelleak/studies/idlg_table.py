@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from labelleak.reports.tables import TableSpec, aggregate
-from labelleak.studies.base import Study, register
-from labelleak.studies.labels import COMMON, setting_label
+from labelleak.studies.base import register
+from labelleak.studies.labels import COMMON, label_study, setting_label
 
 
 def layout(scores, cfg, seed):
@@ -23,4 +23,4 @@ def layout(scores, cfg, seed):
 PAPER = ("iDLG (Zhao et al. 2020) reports 100% on LeNet / ResNet with one sample; its models and data are not "
          "ours, so no cell-by-cell diff")
 
-STUDY = register(Study("idlg_table", layout=layout, figure=None, paper=PAPER))
+STUDY = register(label_study("idlg_table", layout, None, PAPER))

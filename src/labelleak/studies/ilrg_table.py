@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from labelleak.reports.tables import TableSpec
-from labelleak.studies.base import Study, register
-from labelleak.studies.labels import COMMON, aggregate_by_kind, defs, setting_label
+from labelleak.studies.base import register
+from labelleak.studies.labels import COMMON, aggregate_by_kind, defs, label_study, setting_label
 
 
 def layout(scores, cfg, seed):
@@ -23,4 +23,4 @@ def layout(scores, cfg, seed):
 PAPER = ("iLRG (Ma et al. 2023) reports LeAcc / LnAcc / IRec on its own VGG-16 / ResNet checkpoints; not the "
          "models here, so no cell-by-cell diff")
 
-STUDY = register(Study("ilrg_table", layout=layout, figure=None, paper=PAPER))
+STUDY = register(label_study("ilrg_table", layout, None, PAPER))

@@ -104,3 +104,20 @@ def form_of(scores: pd.DataFrame) -> np.ndarray:
 
 def form_order(form) -> tuple:
     return ("FedSGD", *sorted(set(form) - {"FedSGD"}))
+
+
+def label_study(name: str, layout, figure, paper: str):
+    """A label study: its table (with the cells' intervals) from ``layout``, its figure, its attack times."""
+    from labelleak.studies.base import Study
+
+    def render(cfg: dict, scores: pd.DataFrame, config_hash: str, out: dict, runs=()) -> None:
+        from labelleak.io import write_text
+        from labelleak.reports.labels import attack_times, write_label_table
+
+        write_label_table(cfg, layout, scores, config_hash, out)
+        if "pdf" in out and figure is not None:
+            figure(cfg, scores, out)
+        if "times" in out:  # measured wall times: results/benchmarks/, never in a table
+            write_text(out["times"], attack_times(scores).to_csv(index=False, float_format="%.6g"))
+
+    return Study(name, render, paper, layout, figure)

@@ -9,8 +9,8 @@ import pandas as pd
 
 from labelleak.reports.labels import lines_by_panel
 from labelleak.reports.tables import TableSpec, aggregate
-from labelleak.studies.base import Study, register
-from labelleak.studies.labels import COMMON, activation_of
+from labelleak.studies.base import register
+from labelleak.studies.labels import COMMON, activation_of, label_study
 
 
 def layout(scores, cfg, seed):
@@ -46,4 +46,4 @@ def attacks_vs_batch(cfg: dict, scores: pd.DataFrame, out: dict[str, str | os.Pa
 #: where the published values are, or why this study has no cell-by-cell comparison
 PAPER = ("no paper: labelleak's own comparison")
 
-STUDY = register(Study("leaderboard", layout=layout, figure=attacks_vs_batch, paper=PAPER))
+STUDY = register(label_study("leaderboard", layout, attacks_vs_batch, PAPER))
