@@ -22,7 +22,7 @@ def study_settings(cfg: dict, study: str) -> list[dict]:
         return out + [dict(stage=s, n=1, k=1, method="rlg", count=count) for s in sec["stages"]]
     if study == "table3":
         return [dict(stage=sec["stage"], n=n, k=k, method=m, count=count)
-                for n, k in sec["shapes"] for m in ("rlg", "rlg_true_s")]
+                for n, k in sec["shapes"] for m in sec.get("methods", ["rlg", "rlg_true_s"])]
     if study == "table5":
         return [dict(stage=sec["stage"], n=1, k=1, method=m, count=sec.get("num_updates", count)) for m in GM_METHODS]
     if study == "figure2":
