@@ -103,3 +103,16 @@ def test_every_study_is_a_dag_target_with_its_config_section_and_says_where_its_
         assert name in cfg, f"study {name} has no section in config/config.yaml"
         assert name in rules, f"study {name} is not a target rule (snakemake {name})"
         assert study.paper, f"study {name} does not say where the paper's values are, or why there are none"
+
+
+def test_cheap_jobs_do_not_load_torch():
+    """An attack, defend, score or render job that needs no model must not pay torch's import (seconds per job,
+    hundreds of jobs in the default run): the modules they load import torch only where it is used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, labelleak.attacks, labelleak.jobs.attack, labelleak.jobs.defend, labelleak.jobs.score, "
+            "labelleak.jobs.tables, labelleak.studies; print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", proc.stdout

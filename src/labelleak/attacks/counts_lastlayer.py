@@ -50,9 +50,6 @@ import numpy as np
 from labelleak.attacks.base import Prediction, register
 from labelleak.attacks.counts_ilrg_fill import fill_missing, ilrg_estimate, sum_to_n
 from labelleak.attacks.counts_model import Reconstruction, is_proven, relative_residuals, simulate, step_gradient
-from labelleak.attacks.counts_peel import peel_step
-from labelleak.attacks.counts_refine import refine
-from labelleak.attacks.counts_space import Space
 from labelleak.attacks.counts_tolerances import PROVEN_TOL, REFINE_ITERS, ROUNDS, STARTS
 from labelleak.attacks.rlg import reveal_labels
 from labelleak.attacks.rlg.spectrum import rounding_floor
@@ -81,6 +78,11 @@ def _learning_rate(obs: Observation, lr: float | None) -> float | None:
 def recover(obs: Observation, lr: float | None = None, seed: int = 0, starts: int = STARTS,
             rounds: int = ROUNDS, classes=None) -> tuple[Reconstruction, dict]:
     """The samples of the update (see the module docstring) and diagnostics."""
+    # torch (the batched search) loads here, not when labelleak.attacks is imported by every attack job
+    from labelleak.attacks.counts_peel import peel_step
+    from labelleak.attacks.counts_refine import refine
+    from labelleak.attacks.counts_space import Space
+
     if obs.batch_size is None:
         raise NotApplicable("rlg_counts needs the batch size N")
     N, K = int(obs.batch_size), int(obs.steps or 1)
