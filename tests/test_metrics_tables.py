@@ -60,3 +60,20 @@ def test_markdown_and_latex_layout(scores):
     assert lines[2].startswith("| Yin") and lines[3].startswith("| RLG")
     tex = to_latex(agg, spec, "abc123")
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\multicolumn{3}{c}{EfficientNetB0}" in tex
+
+
+def test_every_na_cell_states_why_below_the_table():
+    """An n/a update is counted in its cell and its reason stated under the table (numbers folded to #)."""
+    import pandas as pd
+
+    from labelleak.reports.tables import TableSpec, aggregate, to_markdown
+
+    scores = pd.DataFrame([
+        dict(method="rlg", n=10, model="m", status="n/a", reason="no clear gap (best margin 11.1 < 30)", f1=float("nan")),
+        dict(method="rlg", n=10, model="m", status="n/a", reason="no clear gap (best margin 3.2 < 30)", f1=float("nan")),
+        dict(method="rlg", n=10, model="m", status="ok", reason="", f1=1.0),
+        dict(method="yin", n=10, model="m", status="ok", reason="", f1=0.5)])
+    agg = aggregate(scores, ["method", "n", "model"], ("f1",))
+    assert list(agg["na_reasons"]) == ["2 x no clear gap (best margin # < #)", ""]
+    md = to_markdown(agg, TableSpec("t", "T", "c", rows=("method", "n"), block="model", metrics=("f1",)), "h")
+    assert "- RLG, N = 10, m: 2 n/a: 2 x no clear gap (best margin # < #)" in md and "Yin et al. (Eq. 5), N = 10" not in md

@@ -8,6 +8,7 @@ n/a updates are counted and shown, never averaged in and never dropped silently.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,16 +30,27 @@ def pretty(name) -> str:
     return PRETTY.get(str(name), str(name))
 
 
+def na_reasons(group: pd.DataFrame) -> str:
+    """Why the n/a updates of a cell did not apply: each kind of reason once (numbers as #), with its count."""
+    if "reason" not in group:
+        return ""
+    na = group.loc[group["status"] == "n/a", "reason"].fillna("").astype(str)
+    kinds = na.map(lambda r: re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "#", r.strip())[:200] or "no reason given")
+    counts = kinds.value_counts()
+    return "; ".join(f"{n} x {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def aggregate(scores: pd.DataFrame, by: list[str], metrics: tuple[str, ...], seed: int = 0) -> pd.DataFrame:
-    """One row per group x metric: mean, ci_low, ci_high over 'ok' updates; n_updates, n_na."""
+    """One row per group x metric: mean, ci_low, ci_high over 'ok' updates; n_updates, n_na and why (na_reasons)."""
     rows = []
     for keys, group in scores.groupby(by, sort=True, dropna=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         ok = group[group["status"] == "ok"]
+        why = na_reasons(group)
         for metric in metrics:
             mean, lo, hi = mean_ci(ok[metric].to_numpy(dtype=float), seed=seed)
             rows.append({**dict(zip(by, keys)), "metric": metric, "mean": mean, "ci_low": lo, "ci_high": hi,
-                         "n_updates": int(len(ok)), "n_na": int((group["status"] == "n/a").sum())})
+                         "n_updates": int(len(ok)), "n_na": int((group["status"] == "n/a").sum()), "na_reasons": why})
     return pd.DataFrame(rows)
 
 
@@ -110,7 +122,20 @@ def to_markdown(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
     for key in keyrows:
         row = [pretty(v) for v in key] + _row_cells(cell, key, blocks, spec.metrics)
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _na_notes(agg, spec)) + "\n"
+
+
+def _na_notes(agg: pd.DataFrame, spec: TableSpec) -> list[str]:
+    """Below the table: each cell with n/a updates, and why they did not apply (the method's own limits)."""
+    if "na_reasons" not in agg or not (agg["n_na"] > 0).any():
+        return []
+    keys = [*spec.rows, spec.block]
+    cells = agg[agg["n_na"] > 0].drop_duplicates(keys)
+    notes = ["", "Not applicable (updates where the method did not apply, and why):", ""]
+    for _, r in cells.iterrows():
+        where = ", ".join(("N = " if k == "n" else "") + pretty(r[k]) for k in keys)
+        notes.append(f"- {where}: {int(r['n_na'])} n/a: {r['na_reasons']}")
+    return notes
 
 
 def to_latex(agg: pd.DataFrame, spec: TableSpec, config_hash: str) -> str:
