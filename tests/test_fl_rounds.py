@@ -7,9 +7,8 @@ import json
 import pytest
 
 from labelleak.attacks import run_attack
-from labelleak.config import round_stages
 from labelleak.jobs.fl_rounds import client_ids, dump_fl_rounds
-from labelleak.studies.labels import section, study_rows
+from labelleak.studies.labels import round_stages, section, study_rows
 from labelleak.updates.format import load_observation, load_truth, load_update
 
 pytest.importorskip("flwr")

@@ -50,15 +50,6 @@ def job_threads(cfg: dict) -> int:
     return int(cfg.get("threads", DEFAULT_THREADS))
 
 
-#: the fl_rounds study's composition name: client batches drawn by the Flower clients themselves
-FL_COMPOSITION = "fl"
-
-
-def round_stages(rounds: int) -> list[str]:
-    """The stage names of the fl_rounds study's rounds, in order."""
-    return [f"round{r}" for r in range(1, int(rounds) + 1)]
-
-
 def validate_config(cfg: Any) -> dict:
     """Check ``cfg`` against the schema and the cross-references the schema cannot express."""
     if not isinstance(cfg, dict):

@@ -20,7 +20,8 @@ import os
 import re
 import sys
 
-from labelleak.config import check_overrides, check_paths, job_threads, round_stages, validate_config
+from labelleak.config import check_overrides, check_paths, job_threads, validate_config
+from labelleak.studies.labels import round_stages
 from labelleak.errors import ConfigError
 from labelleak import resume
 from labelleak.studies import STUDIES

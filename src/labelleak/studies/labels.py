@@ -19,6 +19,15 @@ from labelleak.reports.tables import PRETTY, aggregate
 ARCH_ACTIVATION = {"resnet50": "relu", "efficientnet_b0": "swish"}
 
 
+#: the fl_rounds study's composition name: client batches drawn by the Flower clients themselves
+FL_COMPOSITION = "fl"
+
+
+def round_stages(rounds: int) -> list[str]:
+    """The stage names of the fl_rounds study's rounds, in order."""
+    return [f"round{r}" for r in range(1, int(rounds) + 1)]
+
+
 def activation_of(cfg: dict, model: str) -> str:
     spec = cfg["models"][model]
     return spec.get("activation") or ARCH_ACTIVATION.get(spec["arch"], "relu")
@@ -33,11 +42,8 @@ def section(cfg: dict, table: str) -> dict:
     t = cfg[table]
     if table != "fl_rounds":
         return t
-    from labelleak.config import FL_COMPOSITION as COMPOSITION
-    from labelleak.config import round_stages
-
     return {"settings": [{"dataset": t["dataset"], "model": t["model"]}], "stages": round_stages(t["rounds"]),
-            "batch_sizes": [t["batch_size"]], "steps": t["local_steps"], "composition": COMPOSITION,
+            "batch_sizes": [t["batch_size"]], "steps": t["local_steps"], "composition": FL_COMPOSITION,
             "methods": t["methods"], "num_batches": t["clients"]}
 
 
