@@ -133,7 +133,7 @@ def _na_notes(agg: pd.DataFrame, spec: TableSpec) -> list[str]:
     cells = agg[agg["n_na"] > 0].drop_duplicates(keys)
     notes = ["", "Not applicable (updates where the method did not apply, and why):", ""]
     for _, r in cells.iterrows():
-        where = ", ".join(("N = " if k == "n" else "") + pretty(r[k]) for k in keys)
+        where = ", ".join({"n": "N = ", "k": "K = "}.get(k, "") + pretty(r[k]) for k in keys)
         notes.append(f"- {where}: {int(r['n_na'])} n/a: {r['na_reasons']}")
     return notes
 
