@@ -202,3 +202,19 @@ def test_cli_reveal_certificates_and_verify(tmp_path, capsys):
     assert main(["reveal", "--method", "rlg", str(zero)]) == 3
     assert "no signal" in capsys.readouterr().err
     assert main(["reveal", "--method", "rlg", "--num-labels", "0", str(upd)]) == 2
+
+
+def test_given_S_past_the_signal_keeps_the_columns_when_there_is_no_clear_gap():
+    """A given S (label positions, repeats included) reaching past rank(dW) into a decaying tail with no clear
+    gap: the zero tolerance comes from the signal's last value before the largest drop, not from s_S at the
+    noise (which zeroed every column of a real 8-utterance ASR update: an empty set for 57 true tokens)."""
+    rng = np.random.default_rng(0)
+    d, C = 64, 400
+    U = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    V = np.linalg.qr(rng.standard_normal((C, d)))[0]
+    s = np.concatenate([[1, .8, .6, .5, .4, .3], np.geomspace(1e-4, 1e-15, 12), np.zeros(d - 18)])
+    dW = U @ np.diag(s) @ V.T
+    assert spectrum(dW, 18).rank is None  # no clear gap
+    S, Q, zero_tol, spec = resolve_rank(dW, 18)
+    assert S == 18 and zero_tol <= 10 * spec.floor / 0.3
+    assert (np.linalg.norm(Q, axis=0) > zero_tol).mean() > 0.9  # the columns keep their signs

@@ -75,7 +75,10 @@ def resolve_rank(dW: np.ndarray, S: int | None) -> tuple[int, np.ndarray, float,
     s = spec.s
     # Wedin: noise of norm ||E|| moves the span of the first S right singular vectors by ||E|| / sigma_S
     noise = spec.noise if spec.rank is not None else spec.floor
-    zero_tol = noise / float(s[S - 1]) if s[S - 1] > 0 else np.inf
+    # with no clear gap a given S may reach past the signal into values at the noise (repeated labels): the
+    # Wedin scale is then the last value before the largest drop among the first S, not s_S itself
+    k = S if spec.rank is not None or S < 2 else int(np.argmax(s[:S - 1] / np.maximum(s[1:S], 1e-300))) + 1
+    zero_tol = noise / float(s[k - 1]) if s[k - 1] > 0 else np.inf
     Q = spec.Vt[:S].copy()
     return S, Q, zero_tol, spec
 
