@@ -13,13 +13,6 @@ import pandas as pd
 
 from labelleak.reports.tables import PRETTY, TableSpec, write_table
 
-PRETTY.update({
-    "idlg": "iDLG", "dlg": "DLG", "llg": "LLG", "llg_plus": "LLG+", "llg_star": "LLG*", "geng": "Geng et al.",
-    "ilrg": "iLRG", "leacc": "LeAcc", "lnacc": "LnAcc", "irec": "IRec", "count_exact_match": "count EM",
-    "count_accuracy": "CntAcc", "lnacc_present": "LnAcc (present)", "rlg_counts": "RLG counts (ours)",
-    "dimitrov": "Dimitrov et al.", "rlu": "RLU",
-    "value": "score", "accuracy": "Acc", "median_s": "median s/update", "form": "form",
-})
 
 def attack_times(scores: pd.DataFrame) -> pd.DataFrame:
     """Wall time per update of each attack (measured, so kept out of the tables): one row per method."""

@@ -23,6 +23,11 @@ PRETTY = {
     "precision": "Prec", "recall": "Recall", "f1": "F1", "exact_match": "EM",
     "las": "ASR (LAS)", "length_error": "LE", "wer": "WER", "transcript_em": "EM", "num_variables": "#vars",
     "row": "Method", "k": "K",
+    "idlg": "iDLG", "dlg": "DLG", "llg": "LLG", "llg_plus": "LLG+", "llg_star": "LLG*", "geng": "Geng et al.",
+    "ilrg": "iLRG", "leacc": "LeAcc", "lnacc": "LnAcc", "irec": "IRec", "count_exact_match": "count EM",
+    "count_accuracy": "CntAcc", "lnacc_present": "LnAcc (present)", "rlg_counts": "RLG counts (ours)",
+    "dimitrov": "Dimitrov et al.", "rlu": "RLU",
+    "value": "score", "accuracy": "Acc", "median_s": "median s/update", "form": "form",
 }
 
 
