@@ -40,7 +40,7 @@ def na_reasons(group: pd.DataFrame) -> str:
     if "reason" not in group:
         return ""
     na = group.loc[group["status"] == "n/a", "reason"].fillna("").astype(str)
-    kinds = na.map(lambda r: re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "#", r.strip())[:200] or "no reason given")
+    kinds = na.map(lambda r: re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "#", r.strip())[:200].rstrip("; ") or "no reason given")
     counts = kinds.value_counts()
     return "; ".join(f"{n} x {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
