@@ -1,6 +1,6 @@
 # The label attacks of the seed papers on identical updates: per-update scores, their tables,
 # the leaderboard and its figure. Settings come from the config sections named in LABEL_TABLES.
-LABEL_TABLES = [t for t in STUDIES if t in config]  # the label studies of labelleak.studies
+LABEL_TABLES = [t for t, s in STUDIES.items() if s.layout is not None and t in config]  # the label studies (a layout)
 
 
 rule score_labels:
